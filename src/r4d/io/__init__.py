@@ -1,0 +1,1 @@
+"""File formats and safe writes: atomic files, PyAV video, masks and sample schemas."""

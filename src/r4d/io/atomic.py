@@ -1,0 +1,113 @@
+"""Atomic writes: a reader sees the old file (or none) or the whole new one, never a part.
+
+Everything is written to a temporary sibling and renamed into place (POSIX rename is atomic
+within a file system). A temporary is named `.<name>.tmp-<pid>-<random>`, so those left by a
+killed process are easy to recognise; a long job holds `exclusive_lock` on its folder and
+removes them before it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_sibling(path: Path, directory: bool) -> Path:
+    """A new temporary next to `path`, with the permissions a plain open/mkdir would give."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}.tmp-{os.getpid()}-"
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+        tmp.chmod(0o777 & ~_umask())
+        return tmp
+    fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path; on success it replaces `path`, on error it is removed."""
+    path = Path(path)
+    tmp = _temp_sibling(path, directory=False)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory that becomes `path` on success (which must not exist yet).
+
+    If another process finished `path` first, the new one is discarded and `path` kept.
+    """
+    path = Path(path)
+    tmp = _temp_sibling(path, directory=True)
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_temporaries(directory: str | Path) -> int:
+    """Delete the temporaries in `directory`; returns how many. Call it only while holding the
+    directory's `exclusive_lock`, when no other writer can be at work."""
+    removed = 0
+    for entry in Path(directory).glob(".*.tmp-*"):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+class LockedError(RuntimeError):
+    """Another process holds the folder's lock."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(directory: str | Path, what: str = "job") -> Iterator[None]:
+    """Hold `directory/.lock` (an advisory flock that dies with its process) for one writer."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = directory / ".lock"
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(f"{directory}: another {what} is writing here") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
