@@ -67,27 +67,13 @@ def test_build_skips_finished_scenes_and_cleans_temporaries(tmp_path):
 
 @pytest.mark.slow
 def test_killed_build_leaves_nothing_half_written(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "r4d.cli",
-        "world",
-        "build",
-        "--scenes",
-        "40",
-        "--out",
-        str(tmp_path),
-        "--workers",
-        "2",
-        "--height",
-        "32",
-        "--width",
-        "32",
-        "--frames",
-        "4",
-    ]
+    build = "world build --scenes 40 --workers 2 --height 32 --width 32 --frames 4".split()
+    build += ["--out", str(tmp_path)]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        [sys.executable, "-m", "r4d.cli", *build],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.time() + 60
     while time.time() < deadline and len(list(tmp_path.glob("scene_*"))) < 3:
@@ -97,25 +83,7 @@ def test_killed_build_leaves_nothing_half_written(tmp_path):
     done = list(tmp_path.glob("scene_*"))
     assert 3 <= len(done) < 40
     assert all(_complete(f) for f in done)
-    result = runner.invoke(
-        app,
-        [
-            "world",
-            "build",
-            "--scenes",
-            "40",
-            "--out",
-            str(tmp_path),
-            "--workers",
-            "2",
-            "--height",
-            "32",
-            "--width",
-            "32",
-            "--frames",
-            "4",
-        ],
-    )
+    result = runner.invoke(app, build)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"scene_{s:06d}" for s in range(40)] + ["world.json"]
