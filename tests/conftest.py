@@ -16,6 +16,22 @@ def obj(shape="sphere", size=(1.0, 1.0, 1.0), position=(0.0, 0.0), color="red", 
     return SceneObject(shape=shape, color=color, size=size, position=position, **motion)
 
 
-@pytest.fixture
-def scene_factory():
-    return make_scene
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """36 scenes at 64x64 with 16 sampled frames (seeds 500-535), shared by the suite."""
+    from r4d.world.files import RenderSettings, build_world
+
+    out = tmp_path_factory.mktemp("world")
+    build_world(out, 36, seed=500, workers=2, settings=RenderSettings(64, 64, 16), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_bench(small_world, tmp_path_factory):
+    """R4D-Sim built from `small_world` with the default split rule."""
+    from r4d.world.bench import BenchSettings, build_bench
+
+    out = tmp_path_factory.mktemp("bench")
+    per_task = {"train": 400, "val": 40, "test": 60}
+    build_bench(small_world, out, BenchSettings(per_task=per_task), progress=False)
+    return out

@@ -118,7 +118,7 @@ def test_backward_flow_sends_points_where_they_truly_were(seed):
     for n in range(1, len(times)):
         on_moving = np.argwhere(np.isin(out["ids"][n], moving_ids))
         anywhere = rng.integers(0, [H, W], size=(80, 2))
-        picks = on_moving[rng.integers(0, len(on_moving), 60)] if len(on_moving) else []
+        picks = on_moving[rng.integers(0, len(on_moving), 150)] if len(on_moving) else []
         for v, u in [*anywhere, *picks]:
             if out["depth"][n, v, u] == 0 or not _interior(out["ids"][n], v, u):
                 continue

@@ -18,6 +18,10 @@ world_app = typer.Typer(
     help="The procedural 4D world: scenes, exact signals, videos.", no_args_is_help=True
 )
 app.add_typer(world_app, name="world")
+bench_app = typer.Typer(
+    help="R4D-Sim: region-level 4D questions in R4D-Bench's layout.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
 
 HEIGHT = typer.Option(128, help="Image height in pixels (even).")
 WIDTH = typer.Option(128, help="Image width in pixels (even).")
@@ -101,6 +105,79 @@ def world_build(
     start = time.perf_counter()
     folders = build_world(out, scenes, seed, workers, _settings(height, width, frames, sheets))
     typer.echo(f"{len(folders)} scenes in {out} ({time.perf_counter() - start:.1f} s)")
+
+
+@bench_app.command("build")
+def bench_build(
+    scenes: Path = typer.Option(..., help="A world folder (from `r4d world build`)."),
+    out: Path = typer.Option(..., help="Benchmark folder to write."),
+    split: str = typer.Option(
+        None,
+        help="Put every scene in this split (train/val/test); "
+        "default: a split from each scene's seed.",
+    ),
+    per_task: int = typer.Option(
+        None, help="Questions per task and split (default: train 4000, val 100, test 250)."
+    ),
+    seed: int = typer.Option(0, help="Seed of question sampling and option order."),
+    clips: int = typer.Option(2, help="TimeBench sub-clips per val/test scene."),
+) -> None:
+    """Generate questions for every scene and write the benchmark (R4D-Bench layout)."""
+    import time
+
+    from r4d.world.bench import DEFAULT_PER_TASK, BenchSettings, build_bench
+
+    per = {s: per_task for s in DEFAULT_PER_TASK} if per_task else dict(DEFAULT_PER_TASK)
+    start = time.perf_counter()
+    summary = build_bench(scenes, out, BenchSettings(per, clips, seed), split)
+    for name, counts in summary["counts"].items():
+        typer.echo(f"{name}: {sum(counts.values())} questions")
+    typer.echo(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+
+
+@bench_app.command("stats")
+def bench_stats(root: Path = typer.Argument(..., help="A benchmark folder.")) -> None:
+    """Questions per task and split, and how answers spread over option positions."""
+    from r4d.world.bench import SPLITS, stats
+    from r4d.world.questions import TASKS, TIMEBENCH
+
+    table = stats(root)
+    splits = [s for s in SPLITS if s in table["tasks"]]
+    typer.echo("| task | " + " | ".join(splits) + " |")
+    typer.echo("|---|" + "---:|" * len(splits))
+    for task in (*TASKS, TIMEBENCH):
+        counts = [str(table["tasks"][s].get(task, 0)) for s in splits]
+        typer.echo(f"| {task} | " + " | ".join(counts) + " |")
+    typer.echo(
+        "| total | " + " | ".join(str(sum(table["tasks"][s].values())) for s in splits) + " |"
+    )
+    typer.echo("\nanswer positions (% per letter, by number of options):")
+    for s in splits:
+        for n, counts in table["positions"][s].items():
+            total = sum(counts.values())
+            shares = "  ".join(f"{k} {100 * v / total:.1f}" for k, v in counts.items())
+            typer.echo(f"  {s}, {n} options ({total}): {shares}")
+
+
+@bench_app.command("blind")
+def bench_blind(
+    root: Path = typer.Argument(..., help="A benchmark folder with train.json and test.json."),
+    out: Path = typer.Option(None, help="Also write the table (markdown) and JSON here."),
+) -> None:
+    """Blind baselines (question and options only): majority answer and a trained classifier."""
+    import json
+
+    from r4d.io.r4d_bench import load_split
+    from r4d.world.blind import blind_report, report_markdown
+
+    rows = blind_report(load_split(root, "train"), load_split(root, "test"))
+    table = report_markdown(rows)
+    typer.echo(table)
+    if out:
+        from r4d.io.atomic import write_text
+
+        write_text(out.with_suffix(".md"), table + "\n")
+        write_text(out.with_suffix(".json"), json.dumps(rows, indent=1) + "\n")
 
 
 @app.command()

@@ -4,8 +4,8 @@ All draws come from one `numpy.random.Generator(PCG64(seed))` in a fixed order, 
 sampled number is rounded (mm, centi-degrees) before any check, so the JSON is short, exact and
 identical across machines. Rejection loops keep scenes well-posed: objects start in view, never
 overlap along their paths, stay near the camera's target, and their motions are perceivable in
-the default 16 uniformly sampled frames (spin under 80 degrees and hops of at least 2.5 sample
-intervals in the air and 1.5 on the ground between jumps).
+the default 16 uniformly sampled frames (spin under 80 degrees and hops of at least 2.6 sample
+intervals in the air and 1.6 on the ground between jumps).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ MOTION_KINDS = (
     (("spin", "hop"), 0.05),
     (("translation", "spin", "hop"), 0.03),
 )
+AXIS_ALIGNED_SHARE = 0.7  # of translations, headed near one of the camera's four directions
 CAMERA_WEIGHTS = {"static": 0.4, "translate": 0.2, "pan": 0.2, "orbit": 0.2}
 
 
@@ -86,9 +87,9 @@ def _sample_camera(rng: np.random.Generator, duration: float) -> Camera:
         speed = min(rng.uniform(0.1, 0.4), 3.0 / duration)
         velocity = (_r(speed * math.cos(heading)), _r(speed * math.sin(heading)), 0.0)
     elif motion == "pan":
-        rate = _r(sign * min(rng.uniform(1.5, 4.0), 25.0 / duration), 2)
+        rate = _r(sign * min(rng.uniform(1.5, 4.0), 20.0 / duration), 2)
     elif motion == "orbit":
-        rate = _r(sign * min(rng.uniform(3.0, 10.0), 90.0 / duration), 2)
+        rate = _r(sign * min(rng.uniform(3.0, 10.0), 40.0 / duration), 2)
     if motion != "static" and rate == 0.0 and velocity == (0.0, 0.0, 0.0):
         motion = "static"
     return Camera(motion, position, target, fov, velocity, rate)
@@ -126,15 +127,23 @@ def _sample_object(rng, camera: Camera, fps: int, num_frames: int, used) -> Scen
         size=size,
         position=position,
         yaw_deg=_r(rng.uniform(0, 360), 2),
-        translation=_sample_translation(rng, duration) if "translation" in kind else None,
+        translation=_sample_translation(rng, camera, duration) if "translation" in kind else None,
         spin=_sample_spin(rng, step) if "spin" in kind else None,
         hop=_sample_hop(rng, duration, step) if "hop" in kind else None,
     )
 
 
-def _sample_translation(rng, duration: float) -> Translation:
+def _sample_translation(rng, camera: Camera, duration: float) -> Translation:
+    """Most headings lie within 20 degrees of the camera's left, right, forward or backward
+    (clear directions to ask about); the rest are uniform."""
     profile = str(rng.choice(["constant", "accelerating", "decelerating"]))
-    heading = _r(rng.uniform(0, 360), 2)
+    view = math.degrees(
+        math.atan2(camera.target[1] - camera.position[1], camera.target[0] - camera.position[0])
+    )
+    if rng.uniform() < AXIS_ALIGNED_SHARE:
+        heading = _r((view + 90.0 * rng.integers(4) + rng.uniform(-20, 20)) % 360.0, 2)
+    else:
+        heading = _r(rng.uniform(0, 360), 2)
     speed = rng.uniform(0.3, 1.2)
     if profile == "constant":
         speed = min(speed, MAX_TRAVEL / duration)
@@ -157,13 +166,13 @@ def _sample_spin(rng, step: float) -> Spin:
 
 
 def _sample_hop(rng, duration: float, step: float) -> Hop | None:
-    min_period = max(5.0 * step, 0.8)
+    min_period = max(4.4 * step, 0.8)
     count = int(rng.integers(1, 4))
     while count > 1 and count * min_period > duration - step:
         count -= 1
     period = rng.uniform(min_period, max(min_period, (duration - step) / count))
-    lo = max(2.5 * step / period, 0.3)
-    hi = min(1.0 - 1.5 * step / period, 0.85)
+    lo = max(2.6 * step / period, 0.3)
+    hi = min(1.0 - 1.6 * step / period, 0.85)
     air = rng.uniform(lo, max(lo, hi))
     last_landing = (count - 1) * period + air * period
     start = rng.uniform(0.5 * step, max(0.5 * step, duration - 0.5 * step - last_landing))
