@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from r4d.io.r4d_bench import BenchItem
+from r4d.world.questions.question import TASKS, TIMEBENCH
 
 BUCKETS = 1 << 18
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -139,8 +140,11 @@ def blind_report(train: list[BenchItem], test: list[BenchItem], seed: int = 0) -
         if item.task in POOLED:
             groups[POOL].append(i)
         groups["Overall"].append(i)
+    order = [*TASKS, TIMEBENCH, POOL, "Overall"]
     rows = {}
-    for name, idx in groups.items():
+    for name, idx in sorted(
+        groups.items(), key=lambda g: order.index(g[0]) if g[0] in order else -1
+    ):
         row = {
             "n": len(idx),
             "chance": 100 * float(np.mean([1 / len(test[i].options) for i in idx])),
