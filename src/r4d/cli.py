@@ -180,6 +180,103 @@ def bench_blind(
         write_text(out.with_suffix(".json"), json.dumps(rows, indent=1) + "\n")
 
 
+student_app = typer.Typer(help="The 4D-RGPT student MLLM.", no_args_is_help=True)
+app.add_typer(student_app, name="student")
+
+
+@student_app.command("sft-smoke")
+def student_sft_smoke(
+    bench: Path = typer.Option(..., help="An R4D-Sim benchmark folder (train.json, val.json)."),
+    out: Path = typer.Option(..., help="Where the model and report go."),
+    steps: int = typer.Option(300, min=1),
+    batch_size: int = typer.Option(4, min=1),
+    lr: float = typer.Option(5e-4),
+    frames: int = typer.Option(16, min=1),
+    time_cue: list[str] = typer.Option(["tpe"], help="Time cues: tpe, marks, prompt."),
+    region_tokens: bool = typer.Option(False, help="Pool region masks into <obj_N>."),
+    val_per_task: int = typer.Option(30, min=1),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train the tiny student for a few hundred steps and report val accuracy per task."""
+    from r4d.model.smoke import SmokeSettings, report_markdown, smoke_sft
+
+    settings = SmokeSettings(
+        steps,
+        batch_size,
+        lr,
+        min(20, steps // 10),
+        frames,
+        seed,
+        list(time_cue),
+        region_tokens,
+        val_per_task,
+    )
+    report = smoke_sft(bench, out, settings)
+    typer.echo(report_markdown(report))
+
+
+def _parse_region(text: str) -> tuple[str, tuple[float, float, float, float]]:
+    name, _, box = text.partition("=")
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"--region wants obj_N=x0,y0,x1,y1 (pixels), got {text!r}"
+        ) from None
+    if not name.startswith("obj_") or x1 <= x0 or y1 <= y0:
+        raise typer.BadParameter(f"--region wants obj_N=x0,y0,x1,y1 with x0<x1, y0<y1: {text!r}")
+    return f"<{name}>", (x0, y0, x1, y1)
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question; regions are written <obj_1>, ..."),
+    model: Path = typer.Option(..., help="An r4d student folder or an NVILA-Lite checkpoint."),
+    video: Path = typer.Option(..., help="The video file."),
+    som: Path = typer.Option(None, help="A Set-of-Marks image shown before the video."),
+    region: list[str] = typer.Option([], help="obj_N=x0,y0,x1,y1: a box in video pixels."),
+    options: list[str] = typer.Option([], help="An answer option (repeat the flag)."),
+    frames: int = typer.Option(16, min=1, help="Uniformly sampled frames."),
+    raw: bool = typer.Option(False, help="Also print the raw generated text."),
+) -> None:
+    """Answer one question about a video: the chosen option (by option scoring)."""
+    import numpy as np
+    from PIL import Image
+
+    from r4d.io.video import probe, sample_uniform
+    from r4d.model.answer import generate, letter_of, option_text, score_options
+    from r4d.model.modeling import R4DStudent
+    from r4d.model.processor import StudentProcessor
+
+    if (model / "llm").is_dir():
+        from r4d.model.nvila import load_nvila
+
+        student, tokenizer = load_nvila(model)
+    else:
+        student, tokenizer = R4DStudent.from_pretrained(model)
+    processor = StudentProcessor(tokenizer, student.config)
+    clip, times, _ = sample_uniform(video, frames)
+    info = probe(video)
+    boxes = dict(_parse_region(r) for r in region)
+    masks = {}
+    for token, (x0, y0, x1, y1) in boxes.items():
+        mask = np.zeros(clip.shape[1:3], bool)
+        mask[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))] = True
+        masks[token] = mask
+    picture = np.asarray(Image.open(som).convert("RGB")) if som else None
+    sample = processor.build(
+        question, clip, times, options or None, picture, masks or None, info.duration, info.fps
+    )
+    if options:
+        scores = score_options(student, processor, [sample], [options])[0]
+        best = int(scores.argmax())
+        typer.echo(option_text(best, options[best]))
+    if raw or not options:
+        text = generate(student, processor, [sample])[0]
+        picked = letter_of(text, len(options)) if options else None
+        typer.echo(f"raw: {text!r}" + (f" (names option {picked})" if picked is not None else ""))
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Output folder."),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -165,7 +166,8 @@ def _build_locked(out_dir: Path, scenes, seed, workers, settings, progress) -> l
             _build_one(s, str(out_dir), settings)
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # "spawn": forking a process whose torch / OpenMP threads are running can deadlock.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(_build_one, s, str(out_dir), settings) for s in todo]
             for future in as_completed(futures):
                 future.result()
