@@ -277,6 +277,121 @@ def ask(
         typer.echo(f"raw: {text!r}" + (f" (names option {picked})" if picked is not None else ""))
 
 
+teacher_app = typer.Typer(help="The 4D perception teacher (L4P-shaped).", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("train")
+def teacher_train(
+    world: Path = typer.Option(..., help="A world folder; its train-split scenes are used."),
+    out: Path = typer.Option(..., help="Run folder: checkpoints, teacher/, train.json."),
+    steps: int = typer.Option(2500, min=1),
+    batch_size: int = typer.Option(4, min=1),
+    lr: float = typer.Option(3e-4),
+    seed: int = typer.Option(0),
+    checkpoint_every: int = typer.Option(250, min=1),
+) -> None:
+    """Train the tiny teacher on the world's exact maps; a rerun resumes."""
+    from r4d.teacher.train import TrainSettings, train_teacher
+
+    settings = TrainSettings(
+        steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every
+    )
+    summary = train_teacher(world, out, settings)
+    last = summary["losses"][-1]
+    typer.echo(
+        f"{out / 'teacher'}: last losses " + ", ".join(f"{k} {v:.3f}" for k, v in last.items())
+    )
+
+
+def _load_teacher(path: Path):
+    from r4d.teacher.model import Teacher
+
+    return Teacher.from_pretrained(path / "teacher" if (path / "teacher").is_dir() else path)
+
+
+@teacher_app.command("eval")
+def teacher_eval(
+    teacher: Path = typer.Option(..., help="A teacher folder (or a run folder with teacher/)."),
+    world: Path = typer.Option(..., help="The world; test-split scenes are evaluated."),
+    out: Path = typer.Option(..., help="Where the table, JSON and PNG go."),
+    limit: int = typer.Option(0, help="Evaluate at most this many scenes (0: all)."),
+) -> None:
+    """Depth AbsRel / delta<1.25, flow EPE, motion IoU, camray angle against trivial baselines."""
+    import json
+
+    from r4d.io.atomic import write_text
+    from r4d.teacher.data import load_clip, scene_folders
+    from r4d.teacher.evaluate import comparison_png, evaluate, table
+
+    model = _load_teacher(teacher)
+    test = scene_folders(world, "test")[: limit or None]
+    train = scene_folders(world, "train")[: max(limit, 64) if limit else None]
+    test_clips = [load_clip(f, model.config) for f in test]
+    train_clips = [load_clip(f, model.config) for f in train]
+    result = evaluate(model, test_clips, train_clips)
+    text = table(result)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "teacher_eval.md", f"{len(test_clips)} held-out scenes\n\n{text}\n")
+    write_text(out / "teacher_eval.json", json.dumps(result, indent=1) + "\n")
+    comparison_png(model, test_clips[:3], out / "teacher_eval.png")
+    typer.echo(text)
+
+
+@teacher_app.command("cache")
+def teacher_cache(
+    world: Path = typer.Option(..., help="A world folder: every scene's sampled clip is cached."),
+    out: Path = typer.Option(..., help="The cache folder."),
+    teacher: Path = typer.Option(None, help="A teacher folder; omit with --oracle."),
+    oracle: bool = typer.Option(False, help="Cache the world's exact maps instead."),
+    shard_clips: int = typer.Option(64, min=1),
+    batch: int = typer.Option(4, min=1),
+) -> None:
+    """Precompute F_4D and P_m for every clip (float16, sharded, resumable). Under torchrun or
+    `accelerate launch` each process caches its rank's share."""
+    from r4d.teacher.cache import build_cache
+    from r4d.teacher.config import tiny_config
+    from r4d.teacher.data import load_clip, scene_folders
+
+    if oracle == (teacher is not None):
+        raise typer.BadParameter("give exactly one of --teacher and --oracle")
+    source = "oracle" if oracle else _load_teacher(teacher)
+    config = tiny_config() if oracle else source.config
+    clips = [load_clip(f, config, with_maps=oracle) for f in scene_folders(world)]
+    cache = build_cache(source, clips, out, shard_clips, batch)
+    typer.echo(f"{out}: {len(cache)} clips, {cache.bytes_per_clip / 1e6:.2f} MB a clip")
+
+
+@app.command("train")
+def train_command(
+    config: Path = typer.Option(..., help="A training config (JSON or YAML)."),
+    steps: int = typer.Option(0, help="Override optim.steps (0: keep)."),
+) -> None:
+    """SFT + P4D training on Accelerate; run under `accelerate launch` for several processes.
+    A rerun resumes from the latest checkpoint."""
+    from r4d.train.config import TrainConfig
+    from r4d.train.trainer import train
+
+    cfg = TrainConfig.load(config)
+    if steps:
+        cfg.optim.steps = steps
+    summary = train(cfg)
+    typer.echo(f"trained {summary['steps']} steps; student exported to {cfg.out}/student")
+
+
+@app.command("export")
+def export_command(
+    ckpt: Path = typer.Option(..., help="A training run folder (its latest checkpoint)."),
+    out: Path = typer.Option(..., help="Where the plain student goes."),
+    checkpoint: Path = typer.Option(None, help="A specific checkpoint folder of the run."),
+) -> None:
+    """Drop D_4DP and D_m (merge LoRA) and write a student `from_pretrained` can load."""
+    from r4d.train.export import export_checkpoint
+
+    export_checkpoint(ckpt, out, checkpoint)
+    typer.echo(f"exported the student to {out}")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
