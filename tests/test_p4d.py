@@ -303,3 +303,41 @@ def test_two_process_ddp_follows_the_single_process_curve(parts, small_bench, tm
     assert len(curves[0]) == len(curves[1]) == 3
     for one, two in zip(*curves, strict=True):
         assert two == pytest.approx(one, rel=0.05)  # per-rank token means vs the global mean
+
+
+def test_fusion_baselines_start_as_the_student_and_need_f4d(parts, small_bench, tmp_path):
+    from r4d.model.modeling import fused_latents
+
+    model, batch, fields = _toy(parts, small_bench)
+    base = model.student
+    images = (
+        (batch["input_ids"] == base.config.visual_token_id).sum(1) // base.config.tokens_per_image
+    ).tolist()
+    fused = fused_latents(fields["latents"][-1], images, 16, base.config.patch_side)
+    assert fused.shape == (sum(images), base.config.patch_side**2, 128)
+    assert (fused[0] == 0).all()  # the SoM image has no F_4D
+    for kind in ("concat", "pe"):
+        tok = StudentProcessor  # the tokenizer is irrelevant here: same config, new adapter
+        assert tok is not None
+        from dataclasses import replace
+
+        config = replace(base.config, fusion=kind, fusion_width=128)
+        fusion = R4DStudent(config)
+        missing, _ = fusion.load_state_dict(base.state_dict(), strict=False)
+        assert all(k.startswith("fusion.") for k in missing)
+        with torch.no_grad():
+            want = base(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            got = fusion(**{k: v for k, v in batch.items() if k != "labels"}, fused=fused).logits
+        assert torch.allclose(want, got, atol=1e-5), kind  # identity / zero start
+        with pytest.raises(InputError, match="needs the teacher's F_4D"):
+            fusion(**{k: v for k, v in batch.items() if k != "labels"})
+    config = _config(
+        small_bench,
+        parts,
+        tmp_path / "pe",
+        recipe={"name": "paper", "variant": "4d-pe"},
+        optim={"steps": 2, "batch_size": 2},
+    )
+    train(config, progress=False)
+    exported, _ = R4DStudent.from_pretrained(tmp_path / "pe" / "student")
+    assert exported.config.fusion == "pe" and exported.fusion is not None

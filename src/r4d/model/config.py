@@ -17,6 +17,7 @@ from r4d.errors import InputError
 
 SCHEMA = "r4d.student/1"
 TIME_CUES = ("tpe", "marks", "prompt")
+FUSIONS = ("none", "concat", "pe")
 
 
 @dataclass
@@ -27,6 +28,11 @@ class StudentConfig:
     downsample: int = 3  # E_p folds blocks of downsample x downsample patches
     time_cues: list[str] = field(default_factory=list)  # any of TIME_CUES
     region_tokens: bool = False  # add mask-pooled E_p features at <obj_N> (beyond the paper)
+    # Tab. 4 baselines that feed the teacher's F_4D to the student (they need it at inference):
+    # "concat" joins F_4D to E_v's features and maps back to E_v's width; "pe" adds a projection
+    # of F_4D to them as a positional encoding (SR-3D style). `fusion_width` is F_4D's width.
+    fusion: str = "none"
+    fusion_width: int = 0
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     visual_token_id: int = 0
@@ -35,6 +41,10 @@ class StudentConfig:
     schema: str = SCHEMA
 
     def __post_init__(self):
+        if self.fusion not in FUSIONS:
+            raise InputError(
+                f"unknown fusion {self.fusion!r}; expected one of {FUSIONS}", field="fusion"
+            )
         unknown = sorted(set(self.time_cues) - set(TIME_CUES))
         if unknown:
             raise InputError(

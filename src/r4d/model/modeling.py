@@ -58,6 +58,7 @@ class R4DStudent(nn.Module):
             vision.hidden_size, config.llm["hidden_size"], config.downsample
         )
         self.llm = Qwen2ForCausalLM(Qwen2Config(**config.llm))  # LLM + D_head (lm_head)
+        self.fusion = _fusion_adapter(config, vision.hidden_size)
 
     @property
     def device(self) -> torch.device:
@@ -65,10 +66,26 @@ class R4DStudent(nn.Module):
 
     # -- E_v -> TPE -> E_p --------------------------------------------------------------------
 
-    def encode_visuals(self, pixel_values: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-        """(V, 3, S, S) images and their timestamps (V,) (NaN: no time) -> (V, T, H)."""
+    def encode_visuals(
+        self, pixel_values: torch.Tensor, times: torch.Tensor, fused: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(V, 3, S, S) images and their timestamps (V,) (NaN: no time) -> (V, T, H).
+
+        `fused` (V, P, D): the teacher's F_4D on each image's patch grid, for the 4D-Concat /
+        4D-PE baselines (zeros where an image has none, e.g. the SoM image)."""
         out = self.vision(pixel_values=pixel_values, output_hidden_states=True)
         features = out.hidden_states[self.config.feature_layer]
+        if self.fusion is not None:
+            if fused is None:
+                raise InputError(
+                    f"this student ({self.config.fusion}) needs the teacher's F_4D for every image",
+                    field="fused",
+                )
+            fused = fused.to(features.dtype)
+            if self.config.fusion == "concat":
+                features = self.fusion(torch.cat([features, fused], dim=-1))
+            else:
+                features = features + self.fusion(fused)
         if self.config.tpe:
             known = ~torch.isnan(times)
             enc = timestamp_encoding(torch.nan_to_num(times), features.shape[-1])
@@ -127,10 +144,11 @@ class R4DStudent(nn.Module):
         regions: dict | None = None,
         visual_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        fused: torch.Tensor | None = None,
     ) -> StudentOutput:
         """Pass images (pixel_values, visual_times) or their E_p outputs (visual_embeds)."""
         if visual_embeds is None:
-            visual_embeds = self.encode_visuals(pixel_values, visual_times)
+            visual_embeds = self.encode_visuals(pixel_values, visual_times, fused)
         embeds, visual_mask = self.embed(input_ids, visual_embeds, regions)
         out = self.llm(
             inputs_embeds=embeds,
@@ -176,6 +194,52 @@ class R4DStudent(nn.Module):
             else None
         )
         return model.to(device).eval(), tokenizer
+
+
+def _fusion_adapter(config: StudentConfig, vision_width: int) -> nn.Module | None:
+    """4D-Concat: Linear(C + D -> C) starting as the identity on E_v's features; 4D-PE:
+    Linear(D -> C) starting at zero. Either way the student starts as it was."""
+    if config.fusion == "none":
+        return None
+    if config.fusion_width <= 0:
+        raise InputError(
+            "a fusion baseline needs fusion_width (the teacher's F_4D width)", field="fusion_width"
+        )
+    if config.fusion == "concat":
+        layer = nn.Linear(vision_width + config.fusion_width, vision_width)
+        with torch.no_grad():
+            layer.weight.zero_()
+            layer.weight[:, :vision_width] = torch.eye(vision_width)
+            layer.bias.zero_()
+        return layer
+    layer = nn.Linear(config.fusion_width, vision_width)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def fused_latents(
+    teacher_latents: torch.Tensor, images_per_sample: list[int], frames: int, patch_side: int
+) -> torch.Tensor:
+    """Align F_4D (B, T', h, w, D) with a batch's images: (V, P, D) on each image's patch grid.
+
+    A sample's last `frames` images are its video frames; frame n takes token step n * T' //
+    frames (the tubelet it belongs to), resized bilinearly to patch_side x patch_side; images
+    before them (the SoM image) get zeros."""
+    out = []
+    for b, count in enumerate(images_per_sample):
+        steps = teacher_latents.shape[1]
+        grid = teacher_latents[b][torch.arange(frames) * steps // frames]  # (N, h, w, D)
+        grid = F.interpolate(
+            grid.permute(0, 3, 1, 2).float(),
+            size=(patch_side, patch_side),
+            mode="bilinear",
+            align_corners=False,
+        )
+        grid = grid.permute(0, 2, 3, 1).reshape(frames, patch_side * patch_side, -1)
+        pad = torch.zeros(count - frames, *grid.shape[1:], dtype=grid.dtype, device=grid.device)
+        out.append(torch.cat([pad, grid]))
+    return torch.cat(out)
 
 
 def count_parameters(module: nn.Module) -> int:

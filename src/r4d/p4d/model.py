@@ -5,7 +5,9 @@ student's last-layer states at the video frames' visual positions are rearranged
 grid and decoded by D_4DP into F^_4D (eq. 3); L_LD compares F^_4D with the teacher's F_4D
 (eq. 6); the teacher's heads decode F^_4D into P^_m (eq. 4) and L_ED compares them with the
 teacher's P_m (eq. 7). Samples without teacher signals (`has_teacher` False) train on L_SFT only.
-At inference only `student` remains (`r4d.train.export`): D_4DP and D_m are dropped.
+The 4D-Concat / 4D-PE baselines (student config `fusion`) instead feed F_4D into the student
+(`fused`) and train on L_SFT. At inference only `student` remains (`r4d.train.export`): D_4DP
+and D_m are dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torch import nn
 
 from r4d.errors import InputError
-from r4d.model.modeling import R4DStudent
+from r4d.model.modeling import R4DStudent, fused_latents
 from r4d.p4d.decoder import PerceptionDecoder, frame_latents, rearrange
 from r4d.p4d.losses import explicit_loss, latent_loss
 from r4d.p4d.recipes import P4DRecipe
@@ -66,6 +68,19 @@ class P4DModel(nn.Module):
         grid = frame_latents(hidden, visual_mask, self.frames, self.student_grid)
         return self.decoder(rearrange(grid, self.teacher_grid, self.recipe.time_reduce))
 
+    def fused(self, batch: dict, teacher: dict | None) -> torch.Tensor | None:
+        """F_4D (the deepest hook) on every image's patch grid, for 4D-Concat / 4D-PE."""
+        config = self.student.config
+        if config.fusion == "none":
+            return None
+        if teacher is None or len(teacher["latents"][-1]) != len(batch["input_ids"]):
+            raise InputError(
+                f"the {config.fusion} baseline needs F_4D for every sample", field="teacher.cache"
+            )
+        slots = (batch["input_ids"] == config.visual_token_id).sum(1)
+        images = (slots // config.tokens_per_image).tolist()
+        return fused_latents(teacher["latents"][-1], images, self.frames, config.patch_side)
+
     def forward(
         self,
         batch: dict,
@@ -83,6 +98,7 @@ class P4DModel(nn.Module):
             labels=batch["labels"],
             regions=batch.get("regions"),
             output_hidden_states=self.decoder is not None,
+            fused=self.fused(batch, teacher),
         )
         parts = {"sft": out.loss}
         loss = out.loss

@@ -78,7 +78,7 @@ def build_model(config: TrainConfig, sources, out: Path):
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         else:
             tokenizer = train_tokenizer(_texts(sources), spec.vocab_size)
-        student = build_student(spec.preset, tokenizer, spec.time_cues, spec.region_tokens)
+        student = None
     recipe = make_recipe(config.recipe.name, config.recipe.variant, **config.recipe.overrides)
     heads = None
     if config.teacher.heads:
@@ -86,6 +86,18 @@ def build_model(config: TrainConfig, sources, out: Path):
         teacher_config = heads.config
     else:
         teacher_config = TEACHER_PRESETS[config.teacher.config]()
+    fusion = {"fusion": recipe.fusion, "fusion_width": teacher_config.width}
+    if recipe.fusion == "none":
+        fusion = {}
+    if student is None:
+        student = build_student(
+            spec.preset, tokenizer, spec.time_cues, spec.region_tokens, **fusion
+        )
+    elif fusion:  # a loaded student gains the baseline's adapter
+        from r4d.model.modeling import _fusion_adapter
+
+        student.config.fusion, student.config.fusion_width = recipe.fusion, teacher_config.width
+        student.fusion = _fusion_adapter(student.config, student.vision.config.hidden_size)
     model = P4DModel(student, recipe, teacher_config, heads, config.frames)
     return model, StudentProcessor(tokenizer, student.config), tokenizer
 
@@ -180,6 +192,13 @@ def train(config: TrainConfig, stop_at: int | None = None, progress: bool = True
             tokenizer.save_pretrained(str(out / "tokenizer"))
     cache = TeacherCache(config.teacher.cache) if config.teacher.cache else None
     recipe = model.recipe
+    if recipe.fusion != "none":  # these baselines see F_4D with every example
+        if cache is None:
+            raise InputError(
+                f"the {recipe.fusion} baseline needs teacher.cache", field="teacher.cache"
+            )
+        sources = [[ex for ex in s if ex.clip in cache] for s in sources]
+        mixture = Mixture(sources, [s.get("weight", 1.0) for s in config.data], config.optim.seed)
     if recipe.distils and cache is None:
         raise InputError(
             f"recipe {recipe.name}/{config.recipe.variant} distils: give teacher.cache",
