@@ -1,0 +1,1 @@
+"""The evaluation harness: benchmarks x official protocols x model adapters."""

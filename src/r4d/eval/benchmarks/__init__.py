@@ -1,0 +1,1 @@
+"""One module per benchmark family: its files, its official prompt and extraction."""

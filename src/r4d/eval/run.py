@@ -1,0 +1,165 @@
+"""Running a benchmark: per-sample JSONL (resumable), a summary keyed like lmms-eval, a table.
+
+`samples.jsonl` gets one line per item as soon as it is scored: the raw outputs, what was
+extracted, the target, the score and the item's category and split. A rerun reads it, skips
+finished items and goes on (a line cut short by a kill is dropped first). `summary.json`
+holds `results[<benchmark>]` with keys `<metric>,none`, `<metric>_stderr,none` and
+`<metric>_<category>,none`, the scoring options used, and the counts; `table.md` the paper's
+layout for the benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from r4d.eval.core import Benchmark, EvalItem, ScoringOptions
+from r4d.io.atomic import write_text
+
+
+def _variants(item: EvalItem, options: ScoringOptions) -> list[list[int] | None]:
+    """Option orders to ask under: the original, or every rotation (circular evaluation)."""
+    if not options.circular or not item.options:
+        return [None]
+    n = len(item.options)
+    return [[(i + shift) % n for i in range(n)] for shift in range(n)]
+
+
+def _load_done(path: Path) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):  # a line cut short by a kill
+        data = data[: data.rfind(b"\n") + 1]
+        path.write_bytes(data)
+    rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    return {r["id"]: r for r in rows}
+
+
+def evaluate(
+    adapter,
+    bench: Benchmark,
+    root: str | Path,
+    out: str | Path,
+    options: ScoringOptions | None = None,
+    limit: int | None = None,
+    batch: int = 4,
+    progress: bool = True,
+) -> dict:
+    """Evaluate `adapter` on `bench` from the files under `root`; returns the summary."""
+    options = options or bench.default_options()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    items = bench.load(root)[:limit]
+    samples = out / "samples.jsonl"
+    done = _load_done(samples)
+    todo = [i for i in items if i.id not in done]
+    with open(samples, "a") as log:
+        for a in tqdm(
+            range(0, len(todo), batch), desc=bench.name, unit="batch", disable=not progress
+        ):
+            chunk = todo[a : a + batch]
+            asks = [
+                (item, order, rep)
+                for item in chunk
+                for order in _variants(item, options)
+                for rep in range(options.repeats)
+            ]
+            requests = [bench.request(item, options, order) for item, order, _ in asks]
+            texts = adapter.answer(requests)
+            per_item: dict[str, list] = defaultdict(list)
+            for (item, order, _), request, text in zip(asks, requests, texts, strict=True):
+                extracted = bench.extract(text, request, options)
+                per_item[item.id].append(
+                    (order, text, extracted, bench.score(item, request, extracted, options))
+                )
+            for item in chunk:
+                row = _record(item, per_item[item.id], options)
+                done[item.id] = row
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+    rows = [done[i.id] for i in items if i.id in done]
+    summary = aggregate(bench, rows, options, getattr(adapter, "name", type(adapter).__name__))
+    write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    write_text(out / "table.md", table(bench, summary) + "\n")
+    return summary
+
+
+def _record(item: EvalItem, answers: list, options: ScoringOptions) -> dict:
+    by_order: dict = defaultdict(list)
+    for order, _, _, score in answers:
+        by_order[str(order)].append(score)
+    per_order = [float(np.mean(v)) for v in by_order.values()]  # repeats average
+    score = min(per_order) if options.circular else float(np.mean(per_order))
+    target = item.letter if item.answer_value is None else item.answer_value
+    return {
+        "id": item.id,
+        "category": item.category,
+        "split": item.split,
+        "raw": [text for _, text, _, _ in answers],
+        "extracted": [extracted for _, _, extracted, _ in answers],
+        "target": target,
+        "score": score,
+        "correct": score == 1.0,
+        "n_options": len(item.options) if item.options else None,
+    }
+
+
+def aggregate(bench: Benchmark, rows: list[dict], options: ScoringOptions, model: str) -> dict:
+    by_category: dict[str, list[float]] = defaultdict(list)
+    by_split: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        by_category[r["category"]].append(r["score"])
+        if r["split"]:
+            by_split[r["split"]].append(r["score"])
+    scores = [r["score"] for r in rows]
+    if options.per_type_average and by_category:
+        overall = float(np.mean([np.mean(v) for v in by_category.values()]))
+    else:
+        overall = float(np.mean(scores)) if scores else float("nan")
+    stderr = float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else 0.0
+    key = f"{bench.name}_{bench.metric}"
+    results = {f"{key},none": 100 * overall, f"{key}_stderr,none": 100 * stderr}
+    for cat, v in sorted(by_category.items()):
+        results[f"{key}_{cat},none"] = 100 * float(np.mean(v))
+    for split, v in sorted(by_split.items()):
+        results[f"{key}_split_{split},none"] = 100 * float(np.mean(v))
+    chance = [1 / r["n_options"] for r in rows if r["n_options"]]
+    return {
+        "results": {bench.name: results},
+        "n_samples": {bench.name: len(rows)},
+        "categories": {c: len(v) for c, v in sorted(by_category.items())},
+        "chance": 100 * float(np.mean(chance)) if chance else None,
+        "protocol": {"benchmark": bench.name, **asdict(options)},
+        "model": model,
+    }
+
+
+def table(bench: Benchmark, summary: dict) -> str:
+    """One markdown row in the benchmark's layout (`Benchmark.table_columns`)."""
+    results = summary["results"][bench.name]
+    key = f"{bench.name}_{bench.metric}"
+    columns = bench.table_columns() or [(c, [c]) for c in summary["categories"]]
+    head = ["model", "Avg", *[name for name, _ in columns]]
+    cells = [summary["model"], f"{results[f'{key},none']:.1f}"]
+    counts = summary["categories"]
+    for _, cats in columns:
+        present = [c for c in cats if f"{key}_{c},none" in results]
+        if not present:
+            cells.append("-")
+            continue
+        total = sum(counts[c] for c in present)
+        value = sum(results[f"{key}_{c},none"] * counts[c] for c in present) / total
+        cells.append(f"{value:.1f}")
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        "| " + " | ".join(cells) + " |",
+    ]
+    return "\n".join(lines)
