@@ -392,6 +392,69 @@ def export_command(
     typer.echo(f"exported the student to {out}")
 
 
+def _adapter(spec: str, mode: str):
+    """random | oracle | openai:<model>@<base url> | hf:<folder> | an r4d / NVILA folder."""
+    from r4d.eval import adapters
+
+    if spec == "random":
+        return adapters.RandomAdapter()
+    if spec == "oracle":
+        return adapters.OracleAdapter()
+    if spec.startswith("openai:"):
+        model, _, url = spec.removeprefix("openai:").partition("@")
+        return adapters.OpenAIAdapter(url or "http://127.0.0.1:8000/v1", model)
+    if spec.startswith("hf:"):
+        return adapters.HFAdapter(spec.removeprefix("hf:"))
+    return adapters.R4DAdapter(spec, mode)
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option(
+        ...,
+        help="random, oracle, openai:<model>@<url>, hf:<folder>, or "
+        "an r4d student / NVILA-Lite folder.",
+    ),
+    bench: str = typer.Option(
+        ..., help="r4d, r4dsim, timebench, stibench, vlm4d, mmsi, omnispatial, sat, vstibench."
+    ),
+    data: Path = typer.Option(..., help="The benchmark's files, in its official layout."),
+    out: Path = typer.Option(..., help="Run folder: samples.jsonl, summary.json, table.md."),
+    frames: int = typer.Option(0, help="Frames per video (0: the benchmark's official number)."),
+    mode: str = typer.Option("score", help="r4d students: score options or generate."),
+    prompt: str = typer.Option("official", help="Prompt variant (official, 4d-rgpt, ...)."),
+    fallback: str = typer.Option(
+        "", help="Unparsed answers: random, A or none (default: the benchmark's)."
+    ),
+    limit: int = typer.Option(0, help="Only the first N items (0: all)."),
+    batch: int = typer.Option(4, min=1),
+) -> None:
+    """Evaluate a model on a benchmark with its official protocol; a rerun resumes."""
+    from dataclasses import replace
+
+    from r4d.eval.benchmarks import get_benchmark
+    from r4d.eval.run import evaluate
+
+    benchmark = get_benchmark(bench)
+    options = benchmark.default_options()
+    options = replace(
+        options,
+        prompt=prompt,
+        frames=frames or options.frames,
+        fallback=fallback or options.fallback,
+    )
+    evaluate(_adapter(model, mode), benchmark, data, out, options, limit or None, batch)
+    typer.echo((out / "table.md").read_text())
+
+
+@app.command()
+def report(runs: list[Path] = typer.Argument(..., help="Run folders (with summary.json).")) -> None:
+    """Set runs side by side, one table per benchmark."""
+    from r4d.eval.report import side_by_side
+
+    typer.echo(side_by_side(runs))
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Output folder."),

@@ -27,12 +27,16 @@ class RandomAdapter:
         self.rng = np.random.default_rng(seed)
 
     def answer(self, requests: list[Request]) -> list[str]:
+        """A random option in the form the benchmark parses (as the oracle writes answers), or a
+        random number for numeric questions."""
         out = []
         for r in requests:
-            if r.options:
-                out.append(f"({LETTERS[int(self.rng.integers(len(r.options)))]})")
-            else:
+            if not r.options:
                 out.append(f"{self.rng.uniform(0.1, 10.0):.2f}")
+                continue
+            pick = int(self.rng.integers(len(r.options)))
+            form = r.item.extra.get("oracle_format", "({letter})")
+            out.append(form.format(letter=LETTERS[pick], text=r.options[pick]))
         return out
 
 
@@ -49,7 +53,8 @@ class OracleAdapter:
                 out.append(f"{item.answer_value:g}")
                 continue
             shown = r.order.index(item.answer_index) if r.order else item.answer_index
-            out.append(item.extra.get("oracle_format", "({letter})").format(letter=LETTERS[shown]))
+            form = item.extra.get("oracle_format", "({letter})")
+            out.append(form.format(letter=LETTERS[shown], text=item.options[item.answer_index]))
         return out
 
 

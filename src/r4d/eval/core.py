@@ -62,7 +62,8 @@ class ScoringOptions:
     fallback: str = "random"  # unparseable answer: "random" letter, "A", or "none" (wrong)
     last_character: bool = False  # STI-Bench: compare the extraction's last character only
     repeats: int = 1  # OmniSpatial: ask each item this many times, average
-    circular: bool = False  # SAT: ask under every option rotation, correct only if all are
+    circular: bool = False  # SAT: ask under every option rotation ...
+    circular_rule: str = "all"  # ... right only if all are ("all"), or their mean ("mean")
     mra_thresholds: tuple[float, ...] = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))
     per_type_average: bool = False  # overall = unweighted mean of per-category scores
     prompt: str = "official"  # or "4d-rgpt": the 4D-RGPT release's variant where one exists

@@ -65,20 +65,24 @@ def evaluate(
             range(0, len(todo), batch), desc=bench.name, unit="batch", disable=not progress
         ):
             chunk = todo[a : a + batch]
+            built = {
+                (item.id, str(order)): bench.request(item, options, order)
+                for item in chunk
+                for order in _variants(item, options)
+            }
             asks = [
                 (item, order, rep)
                 for item in chunk
                 for order in _variants(item, options)
                 for rep in range(options.repeats)
             ]
-            requests = [bench.request(item, options, order) for item, order, _ in asks]
+            requests = [built[(item.id, str(order))] for item, order, _ in asks]
             texts = adapter.answer(requests)
             per_item: dict[str, list] = defaultdict(list)
-            for (item, order, _), request, text in zip(asks, requests, texts, strict=True):
+            for (item, order, rep), request, text in zip(asks, requests, texts, strict=True):
                 extracted = bench.extract(text, request, options)
-                per_item[item.id].append(
-                    (order, text, extracted, bench.score(item, request, extracted, options))
-                )
+                score = bench.score(item, request, extracted, options)
+                per_item[item.id].append((order, rep, text, extracted, score))
             for item in chunk:
                 row = _record(item, per_item[item.id], options)
                 done[item.id] = row
@@ -92,18 +96,23 @@ def evaluate(
 
 
 def _record(item: EvalItem, answers: list, options: ScoringOptions) -> dict:
-    by_order: dict = defaultdict(list)
-    for order, _, _, score in answers:
-        by_order[str(order)].append(score)
-    per_order = [float(np.mean(v)) for v in by_order.values()]  # repeats average
-    score = min(per_order) if options.circular else float(np.mean(per_order))
+    """Scores combine over option orders within a repeat (circular: all right, or their mean
+    under circular_rule "mean"), then average over repeats."""
+    by_repeat: dict = defaultdict(list)
+    for _, rep, _, _, score in answers:
+        by_repeat[rep].append(score)
+    if options.circular and options.circular_rule == "all":
+        per_repeat = [min(v) for v in by_repeat.values()]
+    else:
+        per_repeat = [float(np.mean(v)) for v in by_repeat.values()]
+    score = float(np.mean(per_repeat))
     target = item.letter if item.answer_value is None else item.answer_value
     return {
         "id": item.id,
         "category": item.category,
         "split": item.split,
-        "raw": [text for _, text, _, _ in answers],
-        "extracted": [extracted for _, _, extracted, _ in answers],
+        "raw": [text for _, _, text, _, _ in answers],
+        "extracted": [extracted for _, _, _, extracted, _ in answers],
         "target": target,
         "score": score,
         "correct": score == 1.0,

@@ -37,9 +37,9 @@ KNOWN_TASKS = (*TASKS, TIMEBENCH)
 LETTERS = "ABCDEFGHIJ"
 
 SOM_PREAMBLE = (
-    "The first image is a set-of-mark annotation of a key frame of the video: each region of "
-    "interest is marked by a bounding box labelled <obj_1>, <obj_2>, ... The question refers to "
-    "those regions by their labels. The video frames follow."
+    "The first image is a set-of-mark annotation of a key frame from the video, with bounding "
+    "boxes labeled <obj_1>, <obj_2>, etc. References to <obj_N> in the question correspond to "
+    "those labeled regions."
 )
 ANSWER_INSTRUCTION = "Answer with only the letter of the correct option."
 
@@ -78,13 +78,13 @@ class BenchItem:
 
 
 def format_prompt(question: str, options: list[str], som: bool) -> str:
-    """The R4D-Bench evaluation prompt: the SoM preamble (when a SoM image comes first), the
-    question, `Options:` with `(A) ...` lines, and the answer instruction."""
-    lines = [SOM_PREAMBLE] if som else []
-    lines += [question, "Options:"]
-    lines += [f"({LETTERS[i]}) {option}" for i, option in enumerate(options)]
-    lines.append(ANSWER_INSTRUCTION)
-    return "\n".join(lines)
+    """The R4D-Bench evaluation prompt (its lmms-eval task): the SoM preamble (when a SoM image
+    comes first), the question, "Options:" with "(A) ..." lines, and the answer instruction,
+    joined by blank lines."""
+    parts = [SOM_PREAMBLE] if som else []
+    lines = "\n".join(f"({LETTERS[i]}) {option}" for i, option in enumerate(options))
+    parts += [question, f"Options:\n{lines}", ANSWER_INSTRUCTION]
+    return "\n\n".join(parts)
 
 
 def _fail(path, row_id, name, message) -> InputError:

@@ -1,12 +1,14 @@
 """R4D-Bench (released `test.json`), R4D-Sim (r4d's own) and TimeBench, one protocol family.
 
-Official R4D-Bench protocol (REFERENCE.md §4): 16 uniformly sampled frames; visuals = [SoM
-image, video]; the prompt = SoM preamble, question, "Options:" with "(A) ..." lines, "Answer with
-only the letter of the correct option."; extraction strips "The answer is", "The best answer
-is", "Answer:" and similar, then takes `\\(([A-E])\\)`, then `\\b([A-E])\\b`, letters limited to
-the number of options; no match: a random letter. Table: Avg | Sta | Dyn | VG DM SR | R C T |
-FP SA DP. TimeBench (paper A3) asks "How much time has passed in the video?" with the true
-duration and distractors 0.25x-4x, for R4D-Sim's TimeBench items or any folder of videos.
+R4D-Bench's protocol (its NVIDIA lmms-eval task; the 4D-RGPT repository has no evaluation
+code): 16 uniformly sampled frames; visuals = [SoM image, video]; the prompt = SoM preamble,
+question, "Options:" with "(A) ..." lines, "Answer with only the letter of the correct option."
+(`r4d.io.r4d_bench.format_prompt`); extraction in `r4d_extract`; no match: a random letter.
+Static = VG, DM, SR. Table: Avg | Sta | Dyn | VG DM SR | R C T | FP SA DP. The "4d-rgpt" prompt
+variant is the release's older data module: "These images are uniformly sampled from a video
+of {s} seconds." before the question, scored by the last-character rule. TimeBench (paper A3)
+asks "How much time has passed in the video?" with the true duration and distractors
+0.25x-4x, for R4D-Sim's TimeBench items or any folder of videos.
 """
 
 from __future__ import annotations
@@ -34,24 +36,31 @@ ABBREVIATIONS = {
     "Speed & Acceleration": "SA",
     "Displacement & Path Length": "DP",
 }
-_STRIP = re.compile(
-    r"(the\s+best\s+answer\s+is|the\s+correct\s+answer\s+is|the\s+answer\s+is|"
-    r"answer\s*:|best\s+option\s*:|option\s*:)",
-    re.IGNORECASE,
+PREFIXES = (
+    "The best answer is",
+    "The correct answer is",
+    "The answer is",
+    "The best option is",
+    "The correct option is",
+    "Best answer:",
+    "Best option:",
+    "Answer:",
 )
-_PAREN = re.compile(r"\(([A-E])\)")
 
 
 def r4d_extract(text: str, n_options: int) -> str | None:
-    """The official R4D-Bench extraction, without its fallback (None when nothing matches)."""
-    cleaned = _STRIP.sub(" ", text or "")
+    """R4D-Bench's extraction (its lmms-eval task), without the fallback: drop the answer
+    prefixes (exact, case-sensitive), then the first "(X)", then the first standalone X, with
+    X among the first n_options letters; None when nothing matches."""
+    cleaned = text or ""
+    for prefix in PREFIXES:
+        cleaned = cleaned.replace(prefix, "")
     valid = LETTERS[:n_options]
-    for match in _PAREN.finditer(cleaned):
-        if match.group(1) in valid:
+    for pattern in (rf"\(([{valid}])\)", rf"\b([{valid}])\b"):
+        match = re.search(pattern, cleaned)
+        if match:
             return match.group(1)
-    bare = re.compile(rf"\b([{valid}])\b")
-    match = bare.search(cleaned)
-    return match.group(1) if match else None
+    return None
 
 
 def fallback(letter: str | None, item_id: str, n: int, options: ScoringOptions) -> str | None:
@@ -96,7 +105,13 @@ class R4DBench(Benchmark):
         frames, times, _ = sample_uniform(item.video, options.frames)
         info = probe(item.video)
         images = [np.asarray(Image.open(p).convert("RGB")) for p in item.images]
-        prompt = format_prompt(item.question, shown, som=bool(images))
+        question = item.question
+        if options.prompt == "4d-rgpt":
+            question = (
+                f"These images are uniformly sampled from a video of {info.duration:g} "
+                f"seconds. {question}"
+            )
+        prompt = format_prompt(question, shown, som=bool(images))
         regions = None
         if item.extra.get("regions"):
             regions = {
@@ -106,9 +121,19 @@ class R4DBench(Benchmark):
             item, prompt, images, frames, times, info.duration, info.fps, shown, regions, order
         )
 
+    def default_options(self) -> ScoringOptions:
+        return ScoringOptions(frames=16)
+
     def extract(self, text: str, request: Request, options: ScoringOptions):
         n = len(request.options)
+        if options.prompt == "4d-rgpt":  # scored by the last character of the output
+            return (text or "").strip() or None
         return fallback(r4d_extract(text, n), request.item.id, n, options)
+
+    def score(self, item, request, extracted, options):
+        if options.prompt == "4d-rgpt":
+            options = ScoringOptions(**{**options.__dict__, "last_character": True})
+        return super().score(item, request, extracted, options)
 
     def table_columns(self):
         static = [t for t in STATIC_TASKS]
