@@ -20,15 +20,15 @@ demo: setup
 	$(BIN)/r4d demo --out $(DEMO_OUT)
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks lmms_eval_tasks
+	$(BIN)/ruff format --check src tests benchmarks lmms_eval_tasks
 
 test: lint
 	$(BIN)/pytest -q
 
 format: setup
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks lmms_eval_tasks
+	$(BIN)/ruff format src tests benchmarks lmms_eval_tasks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -2,8 +2,8 @@
 
 Option scoring ranks the continuations "(A) <option>", "(B) <option>", ... (the form the SFT
 answers take) by their length-normalised log-likelihood: the mean log-probability of their
-tokens and the closing marker. The images of a question go through E_v and E_p once, however
-many options it has.
+tokens and the closing marker. A question's images and prompt are encoded once, however many
+options it has.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 
 from r4d.io.r4d_bench import LETTERS
 from r4d.model.modeling import R4DStudent
-from r4d.model.processor import IGNORE, Sample, StudentProcessor
+from r4d.model.processor import Sample, StudentProcessor
 
 _PAREN = re.compile(r"\(([A-J])\)")
 _BARE = re.compile(r"\b([A-J])\b")
@@ -63,62 +63,52 @@ def _to(value, device):
 
 @torch.no_grad()
 def score_options(
-    model: R4DStudent,
-    processor: StudentProcessor,
-    samples: list[Sample],
-    options: list[list[str]],
-    rows_per_batch: int = 32,
+    model: R4DStudent, processor: StudentProcessor, samples: list[Sample], options: list[list[str]]
 ) -> list[torch.Tensor]:
-    """Length-normalised log-likelihood of every option of every sample: one tensor each."""
+    """Length-normalised log-likelihood of every option of every sample: one tensor each.
+
+    The prompts (left-padded, explicit positions) run through the LLM once with a KV cache;
+    the cache is gathered to one row per option and only the short continuations run again."""
     tok = processor.tokenizer
-    batch = processor.collate(samples)
-    visual = model.encode_visuals(
-        batch["pixel_values"].to(model.device), batch["visual_times"].to(model.device)
+    batch = {k: _to(v, model.device) for k, v in processor.collate(samples, "left").items()}
+    visual = model.encode_visuals(batch["pixel_values"], batch["visual_times"])
+    embeds, _ = model.embed(batch["input_ids"], visual, batch.get("regions"))
+    mask = batch["attention_mask"]
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    out = model.llm(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True
     )
-    starts = [0]
-    for s in samples:
-        starts.append(starts[-1] + len(s.pixels))
-    rows, owners = [], []
-    for i, (s, opts) in enumerate(zip(samples, options, strict=True)):
+    cache, first = out.cache, torch.log_softmax(out.logits[:, -1].float(), -1)
+    owners, targets = [], []
+    for i, opts in enumerate(options):
         for j, option in enumerate(opts):
-            target = tok.encode(option_text(j, option), add_special_tokens=False)
-            target.append(tok.eos_token_id)
-            row = Sample(
-                s.input_ids + target,
-                [IGNORE] * len(s.input_ids) + target,
-                s.pixels[:0],
-                s.times[:0],
-                s.regions,
-            )
-            rows.append((row, visual[starts[i] : starts[i + 1]]))
             owners.append(i)
-    scores = torch.empty(len(rows))
-    for a in range(0, len(rows), rows_per_batch):
-        chunk = rows[a : a + rows_per_batch]
-        b = processor.collate([r for r, _ in chunk])
-        views = [v for _, v in chunk]
-        if "regions" in b:  # region masks index the key frame within each row's own images
-            offsets = torch.tensor(
-                [0, *torch.cumsum(torch.tensor([len(v) for v in views]), 0)[:-1]]
+            targets.append(
+                [*tok.encode(option_text(j, option), add_special_tokens=False), tok.eos_token_id]
             )
-            b["regions"]["visual"] = b["regions"]["visual"] + offsets[b["regions"]["batch"]]
-        b = {
-            k: _to(v, model.device)
-            for k, v in b.items()
-            if k not in ("pixel_values", "visual_times")
-        }
-        out = model(
-            b["input_ids"],
-            b["attention_mask"],
-            visual_embeds=torch.cat(views),
-            regions=b.get("regions"),
-        )
-        logp = torch.log_softmax(out.logits[:, :-1].float(), -1)
-        labels = b["labels"][:, 1:]
-        picked = logp.gather(-1, labels.clamp_min(0)[..., None])[..., 0]
-        keep = labels != IGNORE
-        scores[a : a + len(chunk)] = ((picked * keep).sum(-1) / keep.sum(-1)).cpu()
+    owner = torch.tensor(owners, device=model.device)
+    width = max(len(t) for t in targets)
+    ids = torch.full((len(targets), width), tok.pad_token_id, device=model.device)
+    keep = torch.zeros((len(targets), width), dtype=torch.bool, device=model.device)
+    for r, t in enumerate(targets):
+        ids[r, : len(t)] = torch.tensor(t)
+        keep[r, : len(t)] = True
+    cache.batch_select_indices(owner)
+    lengths = mask.sum(-1)[owner]
+    out = model.llm(
+        input_ids=ids,
+        attention_mask=torch.cat([mask[owner], keep.long()], -1),
+        position_ids=lengths[:, None] + torch.arange(width, device=model.device),
+        cache=cache,
+        use_cache=False,
+    )
+    logp = torch.log_softmax(out.logits.float(), -1)
+    picked = torch.cat(
+        [first[owner].gather(-1, ids[:, :1]), logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]],
+        dim=1,
+    )
+    scores = ((picked * keep).sum(-1) / keep.sum(-1)).cpu()
     per = [[] for _ in samples]
-    for owner, score in zip(owners, scores, strict=True):
-        per[owner].append(score)
+    for i, score in zip(owners, scores, strict=True):
+        per[i].append(score)
     return [torch.stack(p) for p in per]
