@@ -341,3 +341,20 @@ def test_fusion_baselines_start_as_the_student_and_need_f4d(parts, small_bench, 
     train(config, progress=False)
     exported, _ = R4DStudent.from_pretrained(tmp_path / "pe" / "student")
     assert exported.config.fusion == "pe" and exported.fusion is not None
+
+
+@pytest.mark.slow
+def test_reproduce_runs_every_stage_and_reuses_them(tmp_path):
+    """The whole `r4d reproduce` pipeline at the smoke preset (a few steps each)."""
+    from r4d.reproduce import reproduce
+
+    rows = ["4D-SFT", "P4D+TPE", "4D-PE"]
+    results = reproduce(tmp_path, "smoke", seeds=1, rows=rows, progress=False)
+    names = {run["name"] for run in results["runs"].values()}
+    assert names == {"Zero-shot", *rows}
+    report = (tmp_path / "report.md").read_text()
+    assert "## Zero-shot vs 4D-SFT vs P4D" in report and (tmp_path / "report.png").is_file()
+    assert results["cost"]["parameters_base"] == results["cost"]["parameters_p4d"]
+    again = reproduce(tmp_path, "smoke", seeds=1, rows=rows, progress=False)
+    assert again["stage_seconds"] == {}  # every stage was reused
+    assert again["runs"] == results["runs"]

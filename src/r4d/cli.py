@@ -455,6 +455,21 @@ def report(runs: list[Path] = typer.Argument(..., help="Run folders (with summar
     typer.echo(side_by_side(runs))
 
 
+@app.command("reproduce")
+def reproduce_command(
+    out: Path = typer.Option(Path("runs/reproduce"), help="Where every stage and the report go."),
+    preset: str = typer.Option("tiny", help="tiny (2-core CPU) or small-gpu."),
+    seeds: int = typer.Option(3, min=1, help="Seeds for the core comparison."),
+    budget: float = typer.Option(1.0, help="Scale every training step count."),
+    row: list[str] = typer.Option([], help="Only these rows (default: all)."),
+) -> None:
+    """The paper's comparisons on the world; finished stages are reused on a rerun."""
+    from r4d.reproduce import reproduce
+
+    reproduce(out, preset, seeds, budget, row or None)
+    typer.echo((out / "report.md").read_text())
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Output folder."),

@@ -71,7 +71,9 @@ def _frames_or_images(r: Request) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
 class R4DAdapter:
     """An r4d student; `mode` "score" ranks the shown options, "generate" decodes greedily."""
 
-    def __init__(self, path, mode: str = "score", max_new_tokens: int = 24):
+    def __init__(self, path, mode: str = "score", max_new_tokens: int = 24, cache=None):
+        """`cache`: a teacher cache folder, for students that take F_4D (4D-Concat / 4D-PE);
+        items name their clip in extra["scene"]."""
         from pathlib import Path
 
         from r4d.model.modeling import R4DStudent
@@ -87,6 +89,33 @@ class R4DAdapter:
         self.processor = StudentProcessor(tokenizer, self.model.config)
         self.mode, self.max_new_tokens = mode, max_new_tokens
         self.name = f"r4d:{path.name}:{mode}"
+        self.cache = None
+        if self.model.config.fusion != "none":
+            from r4d.teacher.cache import TeacherCache
+
+            if cache is None:
+                raise ValueError(
+                    f"{path}: this student ({self.model.config.fusion}) needs F_4D: "
+                    "give the teacher cache"
+                )
+            self.cache = TeacherCache(cache)
+
+    def fused(self, requests: list[Request], samples):
+        if self.cache is None:
+            return None
+        import torch
+
+        from r4d.model.modeling import fused_latents
+
+        config = self.model.config
+        latents, images = [], []
+        for r, s in zip(requests, samples, strict=True):
+            fields = self.cache.get(r.item.extra["scene"])
+            last = sorted(k for k in fields if k.startswith("latent"))[-1]
+            latents.append(fields[last].float())
+            images.append(len(s.pixels))
+        frames = len(requests[0].frames)
+        return fused_latents(torch.stack(latents), images, frames, config.patch_side)
 
     def samples(self, requests: list[Request]):
         out = []
@@ -103,10 +132,13 @@ class R4DAdapter:
         from r4d.model.answer import generate, option_text, score_options
 
         samples = self.samples(requests)
+        fused = self.fused(requests, samples)
         scorable = self.mode == "score" and all(r.options for r in requests)
         if not scorable:
-            return generate(self.model, self.processor, samples, self.max_new_tokens)
-        scores = score_options(self.model, self.processor, samples, [r.options for r in requests])
+            return generate(self.model, self.processor, samples, self.max_new_tokens, fused)
+        scores = score_options(
+            self.model, self.processor, samples, [r.options for r in requests], fused
+        )
         return [
             option_text(int(s.argmax()), r.options[int(s.argmax())])
             for s, r in zip(scores, requests, strict=True)

@@ -51,12 +51,14 @@ def evaluate(
     limit: int | None = None,
     batch: int = 4,
     progress: bool = True,
+    item_ids: set[str] | None = None,
 ) -> dict:
-    """Evaluate `adapter` on `bench` from the files under `root`; returns the summary."""
+    """Evaluate `adapter` on `bench` from the files under `root` (only `item_ids`, if given);
+    returns the summary."""
     options = options or bench.default_options()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    items = bench.load(root)[:limit]
+    items = [i for i in bench.load(root) if item_ids is None or i.id in item_ids][:limit]
     samples = out / "samples.jsonl"
     done = _load_done(samples)
     todo = [i for i in items if i.id not in done]

@@ -36,12 +36,17 @@ def letter_of(text: str, n_options: int) -> int | None:
 
 @torch.no_grad()
 def generate(
-    model: R4DStudent, processor: StudentProcessor, samples: list[Sample], max_new_tokens: int = 24
+    model: R4DStudent,
+    processor: StudentProcessor,
+    samples: list[Sample],
+    max_new_tokens: int = 24,
+    fused: torch.Tensor | None = None,
 ) -> list[str]:
-    """Greedy answers for a batch (left-padded, one E_v/E_p pass)."""
+    """Greedy answers for a batch (left-padded, one E_v/E_p pass). `fused`: F_4D per image, for
+    the 4D-Concat / 4D-PE students only."""
     batch = processor.collate(samples, padding_side="left")
     batch = {k: _to(v, model.device) for k, v in batch.items()}
-    visual = model.encode_visuals(batch["pixel_values"], batch["visual_times"])
+    visual = model.encode_visuals(batch["pixel_values"], batch["visual_times"], fused)
     embeds, _ = model.embed(batch["input_ids"], visual, batch.get("regions"))
     tok = processor.tokenizer
     out = model.llm.generate(
@@ -63,7 +68,11 @@ def _to(value, device):
 
 @torch.no_grad()
 def score_options(
-    model: R4DStudent, processor: StudentProcessor, samples: list[Sample], options: list[list[str]]
+    model: R4DStudent,
+    processor: StudentProcessor,
+    samples: list[Sample],
+    options: list[list[str]],
+    fused: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """Length-normalised log-likelihood of every option of every sample: one tensor each.
 
@@ -71,7 +80,7 @@ def score_options(
     the cache is gathered to one row per option and only the short continuations run again."""
     tok = processor.tokenizer
     batch = {k: _to(v, model.device) for k, v in processor.collate(samples, "left").items()}
-    visual = model.encode_visuals(batch["pixel_values"], batch["visual_times"])
+    visual = model.encode_visuals(batch["pixel_values"], batch["visual_times"], fused)
     embeds, _ = model.embed(batch["input_ids"], visual, batch.get("regions"))
     mask = batch["attention_mask"]
     positions = (mask.cumsum(-1) - 1).clamp_min(0)

@@ -2,7 +2,8 @@
 
 A source is `{"kind": "r4dsim", "root": DIR, "split": "train", "weight": w}` (the benchmark's
 items; the answer is trained as "(B) <option>") or `{"kind": "llava", "path": FILE.json,
-"root": DIR, "weight": w}`: a list of `{"id", "video" | "image", "conversations": [{"from":
+"root": DIR, "weight": w}`: a list of `{"id", "video" and / or "image" (beside a video, shown
+first, as a SoM image), "conversations": [{"from":
 "human", "value": "<video>\\n..."}, {"from": "gpt", "value": ...}]}` (the shape of the
 VSTI-Bench / SAT / RoboFAC / Wolf mixtures; media paths relative to `root`). Each example
 carries the key of its clip in the teacher cache (an R4D-Sim scene's name), or None.
@@ -85,12 +86,15 @@ def example_sample(ex: Example, processor: StudentProcessor, frames: int) -> Sam
     row = ex.item
     question = _PLACEHOLDER.sub("", row["conversations"][0]["value"]).strip()
     answer = str(row["conversations"][1]["value"])
+    som = None
     if row.get("video"):
         clip, times, duration, fps = _video(str(ex.root / row["video"]), frames)
+        if row.get("image"):  # an image beside a video is shown first, as a SoM image is
+            som = np.asarray(Image.open(ex.root / row["image"]).convert("RGB"))
     else:
         clip = np.asarray(Image.open(ex.root / row["image"]).convert("RGB"))[None]
         times, duration, fps = [0.0], None, None
-    return processor.build(question, clip, times, None, None, None, duration, fps, answer)
+    return processor.build(question, clip, times, None, som, None, duration, fps, answer)
 
 
 class Mixture:

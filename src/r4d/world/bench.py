@@ -190,6 +190,12 @@ def _link(src: Path, dst: Path) -> None:
             tmp.write_bytes(src.read_bytes())
 
 
+def scene_view_of(folder: Path) -> SceneView:
+    """A scene folder as the question generators see it."""
+    scene = Scene.load(folder / "scene.json")
+    return SceneView(scene, folder.name, load_signals(folder / "signals.safetensors"))
+
+
 class _SceneCache:
     """Loads scene views lazily, keeping only what items need: the first frame, masks, boxes."""
 
@@ -199,9 +205,7 @@ class _SceneCache:
 
     def view(self, name: str) -> SceneView:
         if name not in self.views:
-            folder = self.world / name
-            scene = Scene.load(folder / "scene.json")
-            self.views[name] = SceneView(scene, name, load_signals(folder / "signals.safetensors"))
+            self.views[name] = scene_view_of(self.world / name)
         return self.views[name]
 
 

@@ -95,7 +95,7 @@ class R4DBench(Benchmark):
                     video=root / item.video,
                     images=images,
                     split=split,
-                    extra={"regions": item.extra.get("regions")},
+                    extra={"regions": item.extra.get("regions"), "scene": item.extra.get("scene")},
                 )
             )
         return out

@@ -1,0 +1,362 @@
+"""`r4d reproduce`: the paper's comparisons on the world, at tiny scale, in one command.
+
+Stages, each skipped when its output exists (so a rerun resumes): the world, R4D-Sim, the
+teacher (trained and evaluated) and its cache, generic non-4D data, then per seed a base
+student trained on the generic data only (the "Zero-shot" row, the stand-in for a pretrained
+NVILA), fine-tunes of it for every compared row, and their evaluation on R4D-Sim's test split
+and TimeBench; finally a report (markdown, JSON, a plot) with mean +- std over seeds and the
+inference-cost check of the exported P4D student against the base.
+
+Rows: the core comparison (4D-SFT, P4D, P4D+TPE) runs on every seed; the ablations (Tab. 5
+LD / ED / modality subsets, Tab. 6 time cues, Tab. 7 trainable modules, Tab. 4's 4D-Concat and
+4D-PE, the official recipe) on the first seed. `budget` scales every step count.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from r4d.io.atomic import write_text
+
+
+@dataclass
+class Row:
+    name: str
+    table: str  # which paper table the row belongs to
+    variant: str = "p4d"  # r4d.p4d.recipes.VARIANTS
+    time_cues: list[str] = field(default_factory=list)
+    trainable: str = "tune-p+llm"
+    recipe: str = "paper"
+    all_seeds: bool = False
+
+
+ROWS = [
+    Row("4D-SFT", "core", "4d-sft", all_seeds=True),
+    Row("P4D", "core", all_seeds=True),
+    Row("P4D+TPE", "core", time_cues=["tpe"], all_seeds=True),
+    Row("LD-only", "tab5", "ld-only"),
+    Row("ED-only", "tab5", "ed-only"),
+    Row("LD+D", "tab5", "ld+d"),
+    Row("LD+D+F", "tab5", "ld+d+f"),
+    Row("LD+D+F+M", "tab5", "ld+d+f+m"),
+    Row("P4D+marks", "tab6", time_cues=["marks"]),
+    Row("P4D+prompt", "tab6", time_cues=["prompt"]),
+    Row("P4D Tune-V", "tab7", trainable="tune-v"),
+    Row("P4D Tune-P", "tab7", trainable="tune-p"),
+    Row("P4D Tune-LLM", "tab7", trainable="tune-llm"),
+    Row("P4D LoRA", "tab7", trainable="lora"),
+    Row("P4D Tune-P+LLM-LoRA", "tab7", trainable="tune-p+llm-lora"),
+    Row("4D-Concat", "tab4", "4d-concat"),
+    Row("4D-PE", "tab4", "4d-pe"),
+    Row("P4D (official recipe)", "recipes", recipe="official"),
+]
+
+
+@dataclass
+class ReproPreset:
+    scenes: int = 300
+    teacher_steps: int = 600
+    pretrain_steps: int = 200
+    finetune_steps: int = 150
+    batch_size: int = 4
+    lr: float = 5e-4
+    decoder_hidden: int = 512
+    eval_per_task: int = 25
+    timebench_items: int = 60
+    student: str = "tiny"
+    workers: int = 2
+
+
+PRESETS = {
+    "smoke": ReproPreset(scenes=16, teacher_steps=4, pretrain_steps=3, finetune_steps=2,
+                         eval_per_task=2, timebench_items=4, decoder_hidden=64),
+    "tiny": ReproPreset(),
+    "small-gpu": ReproPreset(
+        scenes=600,
+        teacher_steps=1500,
+        pretrain_steps=600,
+        finetune_steps=400,
+        batch_size=8,
+        lr=2e-4,
+        decoder_hidden=1024,
+        eval_per_task=60,
+        timebench_items=150,
+    ),
+}
+
+
+def _done(path: Path) -> bool:
+    return path.exists()
+
+
+def reproduce(
+    out: str | Path,
+    preset: str = "tiny",
+    seeds: int = 3,
+    budget: float = 1.0,
+    rows: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run (or resume) every stage; returns the report's data."""
+    from r4d.teacher.train import TrainSettings, train_teacher
+    from r4d.world.bench import BenchSettings, build_bench
+    from r4d.world.files import RenderSettings, build_world
+    from r4d.world.questions.generic import build_generic
+
+    p = PRESETS[preset]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = {
+        k: max(1, int(getattr(p, k) * budget))
+        for k in ("teacher_steps", "pretrain_steps", "finetune_steps")
+    }
+    clock = {}
+    start = time.perf_counter()
+
+    def stage(name: str, marker: Path, run) -> None:
+        if _done(marker):
+            return
+        t = time.perf_counter()
+        print(f"[reproduce] {name} ...", flush=True)
+        run()
+        clock[name] = round(time.perf_counter() - t, 1)
+
+    world, bench = out / "world", out / "r4dsim"
+    stage(
+        "world",
+        world / "world.json",
+        lambda: build_world(world, p.scenes, 0, p.workers, RenderSettings(), progress),
+    )
+    per_task = {"train": 4000, "val": 50, "test": 4 * p.eval_per_task}
+    stage(
+        "bench",
+        bench / "build.json",
+        lambda: build_bench(world, bench, BenchSettings(per_task=per_task), progress=progress),
+    )
+    teacher = out / "teacher"
+    stage(
+        "teacher",
+        teacher / "teacher" / "config.json",
+        lambda: train_teacher(
+            world,
+            teacher,
+            TrainSettings(steps=steps["teacher_steps"], checkpoint_every=200),
+            progress,
+        ),
+    )
+    stage(
+        "teacher eval",
+        teacher / "eval" / "teacher_eval.json",
+        lambda: _teacher_eval(teacher, world),
+    )
+    cache = out / "cache"
+    stage("cache", cache / "done", lambda: _cache(teacher, world, cache, progress))
+    stage("generic data", bench / "generic_train.json", lambda: build_generic(world, bench))
+
+    results: dict = {"preset": asdict(p), "budget": budget, "seeds": seeds, "runs": {}}
+    chosen = [r for r in ROWS if rows is None or r.name in rows]
+    for seed in range(seeds):
+        base = out / f"seed{seed}" / "base"
+        stage(
+            f"base seed {seed}",
+            base / "student" / "config.json",
+            lambda base=base, seed=seed: _train(_base_config(base, bench, p, steps, seed)),
+        )
+        _evaluate("Zero-shot", seed, base / "student", bench, out, p, cache, results)
+        for row in chosen:
+            if seed > 0 and not row.all_seeds:
+                continue
+            run = out / f"seed{seed}" / row.name.replace(" ", "_").replace("(", "").replace(")", "")
+            config = _row_config(row, run, base, bench, teacher, cache, p, steps, seed)
+            stage(
+                f"{row.name} seed {seed}",
+                run / "student" / "config.json",
+                lambda config=config: _train(config),
+            )
+            _evaluate(row.name, seed, run / "student", bench, out, p, cache, results)
+    results["cost"] = _cost_check(
+        out / "seed0" / "base" / "student", out / "seed0" / "P4D+TPE" / "student"
+    )
+    results["teacher"] = json.loads((teacher / "eval" / "teacher_eval.json").read_text())
+    results["stage_seconds"] = clock
+    results["wall_seconds"] = round(time.perf_counter() - start, 1)
+    from r4d.reproduce_report import write_report
+
+    write_report(out, results, chosen)
+    return results
+
+
+def _teacher_eval(teacher: Path, world: Path) -> None:
+    from r4d.io.atomic import write_text as wt
+    from r4d.teacher.data import load_clip, scene_folders
+    from r4d.teacher.evaluate import comparison_png, evaluate, table
+    from r4d.teacher.model import Teacher
+
+    model = Teacher.from_pretrained(teacher / "teacher")
+    test = [load_clip(f, model.config) for f in scene_folders(world, "test")[:60]]
+    train = [load_clip(f, model.config) for f in scene_folders(world, "train")[:60]]
+    result = evaluate(model, test, train)
+    (teacher / "eval").mkdir(parents=True, exist_ok=True)
+    comparison_png(model, test[:2], teacher / "eval" / "teacher_eval.png")
+    wt(teacher / "eval" / "teacher_eval.md", table(result) + "\n")
+    wt(teacher / "eval" / "teacher_eval.json", json.dumps(result, indent=1) + "\n")
+
+
+def _cache(teacher: Path, world: Path, cache: Path, progress: bool) -> None:
+    from r4d.teacher.cache import build_cache
+    from r4d.teacher.data import load_clip, scene_folders
+    from r4d.teacher.model import Teacher
+
+    model = Teacher.from_pretrained(teacher / "teacher")
+    clips = [load_clip(f, model.config, with_maps=False) for f in scene_folders(world)]
+    build_cache(model, clips, cache, progress=progress)
+    write_text(cache / "done", "\n")
+
+
+def _base_config(base: Path, bench: Path, p: ReproPreset, steps: dict, seed: int):
+    from r4d.train.config import TrainConfig
+
+    return TrainConfig.from_dict(
+        {
+            "out": str(base),
+            "data": [
+                {"kind": "llava", "path": str(bench / "generic_train.json"), "root": str(bench)}
+            ],
+            "student": {"preset": p.student, "time_cues": []},
+            "recipe": {"name": "paper", "variant": "4d-sft"},
+            "trainable": "tune-all",
+            "optim": {
+                "steps": steps["pretrain_steps"],
+                "batch_size": p.batch_size,
+                "lr": p.lr,
+                "seed": seed,
+            },
+            "png_every": 0,
+            "checkpoint_every": max(50, steps["pretrain_steps"] // 2),
+        }
+    )
+
+
+def _row_config(
+    row: Row,
+    run: Path,
+    base: Path,
+    bench: Path,
+    teacher: Path,
+    cache: Path,
+    p: ReproPreset,
+    steps: dict,
+    seed: int,
+):
+    from r4d.train.config import TrainConfig
+
+    return TrainConfig.from_dict(
+        {
+            "out": str(run),
+            "data": [{"kind": "r4dsim", "root": str(bench), "split": "train"}],
+            "student": {"path": str(base / "student"), "time_cues": row.time_cues},
+            "teacher": {"cache": str(cache), "heads": str(teacher / "teacher")},
+            "recipe": {
+                "name": row.recipe,
+                "variant": row.variant,
+                "overrides": {"decoder_hidden": p.decoder_hidden},
+            },
+            "trainable": row.trainable,
+            "optim": {
+                "steps": steps["finetune_steps"],
+                "batch_size": p.batch_size,
+                "lr": p.lr * 0.5,
+                "seed": seed,
+            },
+            "png_every": steps["finetune_steps"] if row.name == "P4D+TPE" else 0,
+            "checkpoint_every": max(50, steps["finetune_steps"] // 2),
+        }
+    )
+
+
+def _train(config) -> None:
+    from r4d.train.trainer import train
+
+    train(config, progress=False)
+
+
+def _subset(items, per_task: int) -> set[str]:
+    chosen: dict[str, list] = {}
+    for item in items:
+        chosen.setdefault(item.category, [])
+        if len(chosen[item.category]) < per_task:
+            chosen[item.category].append(item.id)
+    return {i for ids in chosen.values() for i in ids}
+
+
+def _evaluate(
+    name: str,
+    seed: int,
+    student: Path,
+    bench: Path,
+    out: Path,
+    p: ReproPreset,
+    cache: Path,
+    results: dict,
+) -> None:
+    from r4d.eval.adapters import R4DAdapter
+    from r4d.eval.benchmarks import get_benchmark
+    from r4d.eval.run import evaluate
+
+    key = f"{name}|seed{seed}"
+    folder = out / "eval" / f"seed{seed}" / name.replace(" ", "_").replace("(", "").replace(")", "")
+    summaries = {}
+    for bname, per in (("r4dsim", p.eval_per_task), ("timebench", p.timebench_items)):
+        target = folder / bname
+        if not (target / "summary.json").is_file():
+            bench_ = get_benchmark(bname)
+            items = bench_.load(bench)
+            ids = _subset(items, per)
+            adapter = R4DAdapter(student, "score", cache=cache)
+            evaluate(adapter, bench_, bench, target, item_ids=ids, progress=False)
+        summaries[bname] = json.loads((target / "summary.json").read_text())
+    results["runs"][key] = {"name": name, "seed": seed, **summaries}
+
+
+def _cost_check(base: Path, p4d: Path) -> dict:
+    """Parameters and forward latency of the exported P4D+TPE student against the base."""
+    import torch
+
+    from r4d.model.modeling import R4DStudent, count_parameters
+
+    a, tok = R4DStudent.from_pretrained(base)
+    b, _ = R4DStudent.from_pretrained(p4d)
+    ids = torch.randint(10, len(tok), (1, 200))
+    ids[0, 20 : 20 + 9 * 17] = a.config.visual_token_id
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "pixel_values": torch.randn(17, 3, a.config.image_size, a.config.image_size),
+        "visual_times": torch.linspace(0, 10, 17),
+    }
+    timings = {"base": [], "p4d": []}
+    with torch.no_grad():
+        for _ in range(20):
+            for name, m in (("base", a), ("p4d", b)):
+                t = time.perf_counter()
+                m(**batch)
+                timings[name].append(time.perf_counter() - t)
+    return {
+        "parameters_base": count_parameters(a),
+        "parameters_p4d": count_parameters(b),
+        "latency_ms_base": 1000 * min(timings["base"]),
+        "latency_ms_p4d": 1000 * min(timings["p4d"]),
+        "ratio": min(timings["p4d"]) / min(timings["base"]),
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+__all__ = ["PRESETS", "ROWS", "ReproPreset", "Row", "mean_std", "reproduce"]

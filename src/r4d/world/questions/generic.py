@@ -1,0 +1,101 @@
+"""Generic, non-4D supervision for the base student (the stand-in for a pretrained MLLM).
+
+From a scene's description alone: how many objects there are, what colour the one object of a
+shape is, what shape the one object of a colour is, whether a described object is there, and
+the colour / shape of a marked region (`<obj_1>` on the SoM image). Nothing here needs depth,
+motion or time, so a student trained on it knows the world's vocabulary and the prompt format
+but has no 4D knowledge: the paper's "Zero-shot" row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from r4d.world.questions.options import PositionBalancer, place_answer
+from r4d.world.scene import COLORS, SHAPES
+
+
+def generic_questions(scene, regions: list[int], rng, balancer: PositionBalancer) -> list[dict]:
+    """[{"question", "options", "answer", "region"}] for one scene (answer = option index)."""
+    objects = scene.objects
+    shapes = Counter(o.shape for o in objects)
+    colours = Counter(o.color for o in objects)
+    out = []
+
+    def add(question, options, answer, region=None):
+        options, answer = place_answer(options, answer, balancer.next(len(options)), rng)
+        out.append({"question": question, "options": options, "answer": answer, "region": region})
+
+    counts = [str(n) for n in range(2, 7)]
+    add("How many objects are in the video?", counts, counts.index(str(len(objects))))
+    for shape, n in shapes.items():
+        if n == 1:
+            colour = next(o.color for o in objects if o.shape == shape)
+            others = [c for c in COLORS if c != colour]
+            picks = [others[i] for i in rng.permutation(len(others))[:3]]
+            add(f"What colour is the {shape}?", [colour, *picks], 0)
+    for colour, n in colours.items():
+        if n == 1:
+            shape = next(o.shape for o in objects if o.color == colour)
+            add(f"What shape is the {colour} object?", list(SHAPES), SHAPES.index(shape))
+    present = {(o.color, o.shape) for o in objects}
+    absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
+    o = objects[int(rng.integers(len(objects)))]
+    c, s = absent[int(rng.integers(len(absent)))]
+    add(f"Is there a {o.color} {o.shape} in the video?", ["yes", "no"], 0)
+    add(f"Is there a {c} {s} in the video?", ["yes", "no"], 1)
+    for k in regions:
+        obj = objects[k]
+        others = [c for c in COLORS if c != obj.color]
+        picks = [others[i] for i in rng.permutation(len(others))[:3]]
+        add("What colour is <obj_1>?", [obj.color, *picks], 0, k)
+        add("What shape is <obj_1>?", list(SHAPES), SHAPES.index(obj.shape), k)
+    return out
+
+
+def build_generic(world, root, split: str = "train", seed: int = 0) -> Path:
+    """Write `root/generic_<split>.json` (LLaVA-style conversations over R4D-Sim's videos at
+    `root/videos/r4dsim/`, SoM images under `root/images/generic/`) for the split's scenes."""
+    from r4d.io.atomic import atomic_path, write_text
+    from r4d.io.masks import encode_mask, mask_box
+    from r4d.io.r4d_bench import LETTERS, format_prompt
+    from r4d.io.som import draw_som
+    from r4d.world.bench import scene_view_of, split_of
+
+    world, root = Path(world), Path(root)
+    rows, balancer = [], PositionBalancer(np.random.default_rng([seed, 9]))
+    for folder in sorted(world.glob("scene_*")):
+        view = scene_view_of(folder)
+        if (
+            split_of(view.scene.seed) != split
+            or not (root / f"videos/r4dsim/{folder.name}.mp4").is_file()
+        ):
+            continue
+        rng = np.random.default_rng([seed, view.scene.seed])
+        for n, q in enumerate(generic_questions(view.scene, view.regions, rng, balancer)):
+            row = {
+                "id": f"generic_{folder.name}_{n:02d}",
+                "video": f"videos/r4dsim/{folder.name}.mp4",
+            }
+            if q["region"] is not None:
+                image = f"images/generic/{folder.name}_{n:02d}.png"
+                if not (root / image).is_file():
+                    (root / image).parent.mkdir(parents=True, exist_ok=True)
+                    box = mask_box(encode_mask(view.mask(q["region"])))
+                    with atomic_path(root / image) as tmp:
+                        draw_som(view.signals["rgb"][0], [box], ["<obj_1>"]).save(tmp, format="PNG")
+                row["image"] = image
+            prompt = format_prompt(q["question"], q["options"], q["region"] is not None)
+            answer = f"({LETTERS[q['answer']]}) {q['options'][q['answer']]}"
+            row["conversations"] = [
+                {"from": "human", "value": prompt},
+                {"from": "gpt", "value": answer},
+            ]
+            rows.append(row)
+    out = root / f"generic_{split}.json"
+    write_text(out, json.dumps(rows, indent=1) + "\n")
+    return out
