@@ -471,6 +471,51 @@ def reproduce_command(
 
 
 @app.command()
+def curate(
+    source: Path = typer.Option(
+        ...,
+        help="Non-region VQA in R4D-Bench format (a JSON file or "
+        "a folder with test_noregion.json / test.json).",
+    ),
+    out: Path = typer.Option(..., help="Work folder and the curated benchmark."),
+    stages: str = typer.Option(
+        ",".join(["extract", "detect", "som", "match", "review", "trim", "output"]),
+        help="Comma-separated stages to run.",
+    ),
+    vlm: str = typer.Option("scripted", help="scripted, openai:<model>@<url> or hf:<folder>."),
+    detector: str = typer.Option(
+        "world", help="world (needs --world) or gdino:<folder>,sam2:<folder>."
+    ),
+    world: Path = typer.Option(None, help="The world folder, for ground-truth regions."),
+    reviewed: Path = typer.Option(None, help="A Label Studio export with the reviews."),
+    force: bool = typer.Option(False, help="Redo the chosen stages for every item."),
+) -> None:
+    """Extract, detect & segment, mark, match, review, trim: the paper's curation pipeline."""
+    from r4d.curate import backends
+    from r4d.curate.pipeline import Curation
+
+    if vlm == "scripted":
+        model = backends.ScriptedVLM()
+    elif vlm.startswith("openai:"):
+        name, _, url = vlm.removeprefix("openai:").partition("@")
+        model = backends.OpenAIVLM(url or "http://127.0.0.1:8000/v1", name)
+    elif vlm.startswith("hf:"):
+        model = backends.HFVLM(vlm.removeprefix("hf:"))
+    else:
+        raise typer.BadParameter(f"unknown --vlm {vlm!r}")
+    if detector == "world":
+        if world is None:
+            raise typer.BadParameter("--detector world needs --world")
+        finder = backends.WorldRegions(world)
+    else:
+        parts = dict(p.split(":", 1) for p in detector.split(","))
+        finder = backends.GroundingDinoSam2(parts["gdino"], parts["sam2"])
+    counts = Curation(source, out, model, finder, reviewed).run(stages.split(","), force)
+    for stage, outcome in counts.items():
+        typer.echo(f"{stage:8s} " + ", ".join(f"{k}: {v}" for k, v in outcome.items()))
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
     scenes: int = typer.Option(6, min=1, help="Scenes in the demo world."),
