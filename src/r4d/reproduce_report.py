@@ -110,8 +110,8 @@ def write_report(out: Path, results: dict, rows_spec) -> None:
         ),
         ("Time cues (Tab. 6, A3)", ["P4D", "P4D+marks", "P4D+prompt", "P4D+TPE"]),
         (
-            "Trainable modules (Tab. 7)",
-            ["P4D", "P4D Tune-V", "P4D Tune-P", "P4D Tune-LLM", "P4D LoRA", "P4D Tune-P+LLM-LoRA"],
+            "Trainable modules (Tab. 7; P4D is Tune-P+LLM)",
+            ["P4D", "P4D Tune-V", "P4D Tune-P", "P4D Tune-LLM", "P4D LoRA"],
         ),
         ("4D-Concat and 4D-PE (Tab. 4)", ["4D-SFT", "P4D", "4D-Concat", "4D-PE"]),
         ("Recipes", ["P4D", "P4D (official recipe)"]),
