@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from r4d.errors import InputError
 from r4d.model import build_student
@@ -344,12 +345,22 @@ def test_fusion_baselines_start_as_the_student_and_need_f4d(parts, small_bench, 
 
 
 @pytest.mark.slow
-def test_reproduce_runs_every_stage_and_reuses_them(tmp_path):
-    """The whole `r4d reproduce` pipeline at the smoke preset (a few steps each)."""
+def test_demo_then_reproduce_reuse_every_stage(tmp_path, capsys):
+    """`make demo`'s job and then `r4d reproduce`, at the smoke preset (a few steps each)."""
+    from r4d.demo import run_demo
     from r4d.reproduce import reproduce
+
+    summary = run_demo(tmp_path, "smoke", progress=False)
+    printed = capsys.readouterr().out
+    assert "$ r4d ask" in printed and f"truth: {summary['ask']['answer']}" in printed
+    assert set(summary["rows"]) == {"Zero-shot", "4D-SFT", "P4D+TPE"}
+    figure = Image.open(summary["figure"])
+    assert figure.size == (9 * (64 + 2), 12 + 3 * (64 + 2))  # 3 signals x S/T/W, 3 frames
+    assert json.loads((tmp_path / "demo.json").read_text())["scene"] == summary["scene"]
 
     rows = ["4D-SFT", "P4D+TPE", "4D-PE"]
     results = reproduce(tmp_path, "smoke", seeds=1, rows=rows, progress=False)
+    assert set(results["stage_seconds"]) == {"4D-PE seed 0"}  # the demo's stages were reused
     names = {run["name"] for run in results["runs"].values()}
     assert names == {"Zero-shot", *rows}
     report = (tmp_path / "report.md").read_text()
@@ -358,3 +369,5 @@ def test_reproduce_runs_every_stage_and_reuses_them(tmp_path):
     again = reproduce(tmp_path, "smoke", seeds=1, rows=rows, progress=False)
     assert again["stage_seconds"] == {}  # every stage was reused
     assert again["runs"] == results["runs"]
+    with pytest.raises(InputError, match="unknown rows"):
+        reproduce(tmp_path, "smoke", rows=["P4D+TPE", "Tab. 9"])

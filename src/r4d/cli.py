@@ -458,7 +458,9 @@ def report(runs: list[Path] = typer.Argument(..., help="Run folders (with summar
 @app.command("reproduce")
 def reproduce_command(
     out: Path = typer.Option(Path("runs/reproduce"), help="Where every stage and the report go."),
-    preset: str = typer.Option("tiny", help="tiny (2-core CPU) or small-gpu."),
+    preset: str = typer.Option(
+        "tiny", help="smoke, demo, tiny (2-core CPU, ~100 min) or small-gpu."
+    ),
     seeds: int = typer.Option(3, min=1, help="Seeds for the core comparison."),
     budget: float = typer.Option(1.0, help="Scale every training step count."),
     row: list[str] = typer.Option([], help="Only these rows (default: all)."),
@@ -517,26 +519,17 @@ def curate(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
-    scenes: int = typer.Option(6, min=1, help="Scenes in the demo world."),
-    workers: int = typer.Option(min(2, os.cpu_count() or 1), min=1, help="Processes."),
+    out: Path = typer.Option(Path("runs/demo"), help="Output folder (finished stages reused)."),
+    preset: str = typer.Option("demo", help="Sizes: demo (minutes on a laptop) or smoke."),
 ) -> None:
-    """The main job on the embedded default: a small world with its contact sheets."""
-    from r4d.world.files import build_world
-    from r4d.world.scene import Scene
+    """The main job on the embedded default: world -> teacher -> 4D-SFT and P4D+TPE students
+    -> the R4D-Sim table, the decoded-maps picture and one `r4d ask` example."""
+    from r4d.demo import run_demo
+    from r4d.reproduce import PRESETS
 
-    world = out / "world"
-    typer.echo(f"[1/1] building a world of {scenes} scenes in {world}")
-    folders = build_world(world, scenes, 0, workers, _settings(128, 128, 16, True))
-    typer.echo("\nscene          fps  frames  camera     objects  moving")
-    for folder in folders:
-        scene = Scene.load(folder / "scene.json")
-        moving = sum(o.moves for o in scene.objects)
-        typer.echo(
-            f"{folder.name}  {scene.fps:>4g}  {scene.num_frames:>6}  "
-            f"{scene.camera.motion:<9}  {len(scene.objects):>7}  {moving:>6}"
-        )
-    typer.echo(f"\ncontact sheets: {world}/scene_*/contact_sheet.png")
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"--preset: one of {sorted(PRESETS)}, got {preset!r}")
+    run_demo(out, preset)
 
 
 def main() -> None:

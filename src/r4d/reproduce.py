@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from r4d.errors import InputError
 from r4d.io.atomic import write_text
 
 
@@ -83,6 +84,15 @@ PRESETS = {
         timebench_items=4,
         decoder_hidden=64,
     ),
+    "demo": ReproPreset(
+        scenes=80,
+        teacher_steps=200,
+        pretrain_steps=80,
+        finetune_steps=80,
+        eval_per_task=12,
+        timebench_items=24,
+        decoder_hidden=256,
+    ),
     "tiny": ReproPreset(),
     "small-gpu": ReproPreset(
         scenes=600,
@@ -116,6 +126,11 @@ def reproduce(
     from r4d.world.files import RenderSettings, build_world
     from r4d.world.questions.generic import build_generic
 
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; one of {sorted(PRESETS)}", field="preset")
+    unknown = sorted(set(rows or ()) - {r.name for r in ROWS})
+    if unknown:
+        raise InputError(f"unknown rows {unknown}; one of {[r.name for r in ROWS]}", field="rows")
     p = PRESETS[preset]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,9 +188,11 @@ def reproduce(
         stage(
             f"base seed {seed}",
             base / "student" / "config.json",
-            lambda base=base, seed=seed: _train(_base_config(base, bench, p, steps, seed)),
+            lambda base=base, seed=seed: _train(
+                _base_config(base, bench, p, steps, seed), progress
+            ),
         )
-        _evaluate("Zero-shot", seed, base / "student", bench, out, p, cache, results)
+        _evaluate("Zero-shot", seed, base / "student", bench, out, p, cache, results, progress)
         for row in chosen:
             if seed > 0 and not row.all_seeds:
                 continue
@@ -184,9 +201,9 @@ def reproduce(
             stage(
                 f"{row.name} seed {seed}",
                 run / "student" / "config.json",
-                lambda config=config: _train(config),
+                lambda config=config: _train(config, progress),
             )
-            _evaluate(row.name, seed, run / "student", bench, out, p, cache, results)
+            _evaluate(row.name, seed, run / "student", bench, out, p, cache, results, progress)
     results["cost"] = _cost_check(
         out / "seed0" / "base" / "student", out / "seed0" / "P4D+TPE" / "student"
     )
@@ -287,10 +304,10 @@ def _row_config(
     )
 
 
-def _train(config) -> None:
+def _train(config, progress: bool) -> None:
     from r4d.train.trainer import train
 
-    train(config, progress=False)
+    train(config, progress=progress)
 
 
 def _subset(items, per_task: int) -> set[str]:
@@ -311,6 +328,7 @@ def _evaluate(
     p: ReproPreset,
     cache: Path,
     results: dict,
+    progress: bool = False,
 ) -> None:
     from r4d.eval.adapters import R4DAdapter
     from r4d.eval.benchmarks import get_benchmark
@@ -326,7 +344,9 @@ def _evaluate(
             items = bench_.load(bench)
             ids = _subset(items, per)
             adapter = R4DAdapter(student, "score", cache=cache)
-            evaluate(adapter, bench_, bench, target, item_ids=ids, progress=False)
+            if progress:
+                print(f"[reproduce] evaluating {name} seed {seed} on {bname}", flush=True)
+            evaluate(adapter, bench_, bench, target, item_ids=ids, progress=progress)
         summaries[bname] = json.loads((target / "summary.json").read_text())
     results["runs"][key] = {"name": name, "seed": seed, **summaries}
 

@@ -18,7 +18,6 @@ review are kept only once a reviewer accepts or corrects them.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from tqdm import tqdm
 from r4d.curate import labelstudio
 from r4d.curate.prompts import EXTRACT_PROMPT, MATCH_PROMPT, parse_extraction, parse_match
 from r4d.errors import InputError
-from r4d.io.atomic import atomic_path, write_text
+from r4d.io.atomic import atomic_path, link_or_copy, write_text
 from r4d.io.masks import mask_box
 from r4d.io.r4d_bench import BenchItem, load_items, write_items
 from r4d.io.som import draw_som
@@ -179,7 +178,7 @@ class Curation:
             target.parent.mkdir(parents=True, exist_ok=True)
             source = self.root / item.video
             if key == 0:
-                _link(source, target)
+                link_or_copy(source, target)
             else:
                 from r4d.io.video import probe
 
@@ -299,7 +298,7 @@ class Curation:
                     tmp, format="PNG"
                 )
             original = f"videos/{NAME}/{Path(item.video).name}"
-            _link(self.root / item.video, self.out / original)
+            link_or_copy(self.root / item.video, self.out / original)
             extra = {k: v for k, v in item.extra.items() if k != "regions"}
             extra.update(
                 regions=regions,
@@ -342,15 +341,3 @@ def _outcome(stage: str, data: dict) -> str:
     if stage == "som":
         return "kept" if data["image"] else "skipped"
     return "kept" if data.get("problem") is None else "to review"
-
-
-def _link(src: Path, dst: Path) -> None:
-    if dst.exists():
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(dst) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:
-            tmp.write_bytes(src.read_bytes())

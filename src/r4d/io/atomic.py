@@ -59,6 +59,21 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Hard-link (or, across file systems, copy) a finished file to `dst`, atomically; an
+    existing `dst` is kept."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            tmp.write_bytes(src.read_bytes())
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory that becomes `path` on success (which must not exist yet).

@@ -25,8 +25,9 @@ def export_model(model: P4DModel, tokenizer, out: str | Path) -> None:
     student.save_pretrained(out, tokenizer)
 
 
-def export_checkpoint(run: str | Path, out: str | Path, checkpoint: str | Path | None = None):
-    """Rebuild a run's model, load a checkpoint (default: the latest) and export its student."""
+def load_run(run: str | Path, checkpoint: str | Path | None = None):
+    """(P4DModel, tokenizer, TrainConfig) of a training run at a checkpoint (default: the
+    latest), D_4DP and the teacher's heads included."""
     from transformers import AutoTokenizer
 
     from r4d.train.config import TrainConfig
@@ -52,4 +53,10 @@ def export_checkpoint(run: str | Path, out: str | Path, checkpoint: str | Path |
             f"unexpected {unexpected[:3]}",
             where=checkpoint,
         )
-    export_model(model, tokenizer or AutoTokenizer.from_pretrained(str(run / "tokenizer")), out)
+    return model, tokenizer or AutoTokenizer.from_pretrained(str(run / "tokenizer")), config
+
+
+def export_checkpoint(run: str | Path, out: str | Path, checkpoint: str | Path | None = None):
+    """Rebuild a run's model, load a checkpoint (default: the latest) and export its student."""
+    model, tokenizer, _ = load_run(run, checkpoint)
+    export_model(model, tokenizer, out)

@@ -11,14 +11,7 @@ from PIL import Image, ImageDraw
 from r4d.io.atomic import atomic_path
 from r4d.world.sheet import depth_image, flow_image
 
-COLUMNS = (
-    "depth (student)",
-    "depth (teacher)",
-    "flow (student)",
-    "flow (teacher)",
-    "motion (student)",
-    "motion (teacher)",
-)
+SIGNALS = ("depth", "flow", "motion")
 
 
 def _motion(x: torch.Tensor, is_logits: bool) -> np.ndarray:
@@ -27,8 +20,12 @@ def _motion(x: torch.Tensor, is_logits: bool) -> np.ndarray:
 
 
 @torch.no_grad()
-def decoded_png(model, batch: dict, teacher: dict, has, path: Path, frames=(3, 8, 13)) -> None:
-    """For the first sample with teacher signals: rows are frames, columns COLUMNS."""
+def decoded_png(
+    model, batch: dict, teacher: dict, has, path: Path, frames=(3, 8, 13), truth=None
+) -> None:
+    """For the first sample with teacher signals: rows are frames; per signal in SIGNALS, the
+    student's P_m decoded by D_m from its latents (S), the teacher's P_m (T) and, when `truth`
+    (that sample's exact maps, r4d.teacher.data.exact_maps) is given, the world's (W)."""
     out = model.student(
         batch["input_ids"],
         batch["attention_mask"],
@@ -41,35 +38,39 @@ def decoded_png(model, batch: dict, teacher: dict, has, path: Path, frames=(3, 8
     latents = model.student_latents(
         out.hidden_states[-1][first : first + 1], out.visual_mask[first : first + 1]
     )
-    mine = model.teacher.decode([x.float() for x in latents], ("depth", "flow", "motion"))
+    mine = model.teacher.decode([x.float() for x in latents], SIGNALS)
     index = int(has[: first + 1].sum()) - 1
-    theirs = {k: v[index : index + 1] for k, v in teacher["maps"].items()}
-    logits = bool((theirs["motion"] < 0).any() or (theirs["motion"] > 1).any())
+    sources = {"S": {k: v[0] for k, v in mine.items()}}
+    sources["T"] = {k: v[index] for k, v in teacher["maps"].items()}
+    if truth is not None:
+        sources["W"] = truth
+    logits = {
+        "S": True,
+        "T": bool(((sources["T"]["motion"] < 0) | (sources["T"]["motion"] > 1)).any()),
+        "W": False,
+    }
+    labels = [f"{signal} {who}" for signal in SIGNALS for who in sources]
     rows = []
     for t in frames:
-        flow_t = theirs["flow"][0, :, t].permute(1, 2, 0).cpu().numpy()
+        reference = sources["W" if truth is not None else "T"]["flow"]
+        flow_t = reference[:, t].permute(1, 2, 0).float().cpu().numpy()
         top = max(float(np.percentile(np.linalg.norm(flow_t, axis=-1), 99)), 1e-3)
-        rows.append(
-            [
-                depth_image(mine["depth"][0, 0, t].float().cpu().numpy()),
-                depth_image(theirs["depth"][0, 0, t].cpu().numpy()),
-                flow_image(mine["flow"][0, :, t].permute(1, 2, 0).float().cpu().numpy(), top),
-                flow_image(flow_t, top),
-                _motion(mine["motion"][0, 0, t].float().cpu(), True),
-                _motion(theirs["motion"][0, 0, t].cpu(), logits),
-            ]
-        )
+        row = []
+        for signal in SIGNALS:
+            for who, maps in sources.items():
+                x = maps[signal].float().cpu()
+                if signal == "depth":
+                    row.append(depth_image(x[0, t].numpy()))
+                elif signal == "flow":
+                    row.append(flow_image(x[:, t].permute(1, 2, 0).numpy(), top))
+                else:
+                    row.append(_motion(x[0, t], logits[who]))
+        rows.append(row)
     size, pad, head = rows[0][0].shape[0], 2, 12
-    sheet = Image.new(
-        "RGB", (len(COLUMNS) * (size + pad), head + len(rows) * (size + pad)), "white"
-    )
+    sheet = Image.new("RGB", (len(labels) * (size + pad), head + len(rows) * (size + pad)), "white")
     draw = ImageDraw.Draw(sheet)
-    for c, label in enumerate(COLUMNS):
-        draw.text(
-            (c * (size + pad), 0),
-            label.split(" ")[0] + (" S" if "student" in label else " T"),
-            fill=(0, 0, 0),
-        )
+    for c, label in enumerate(labels):
+        draw.text((c * (size + pad), 0), label, fill=(0, 0, 0))
     for r, row in enumerate(rows):
         for c, tile in enumerate(row):
             sheet.paste(Image.fromarray(tile), (c * (size + pad), head + r * (size + pad)))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from r4d.errors import InputError
-from r4d.io.atomic import atomic_path, exclusive_lock, write_text
+from r4d.io.atomic import atomic_path, exclusive_lock, link_or_copy, write_text
 from r4d.io.masks import encode_mask, mask_box
 from r4d.io.r4d_bench import LETTERS, BenchItem, format_prompt, write_items
 from r4d.io.som import draw_som
@@ -177,19 +176,6 @@ def _round_robin(groups: dict[str, list[Candidate]], limit: int) -> list[Candida
     return out
 
 
-def _link(src: Path, dst: Path) -> None:
-    """Hard-link (or copy) a finished file into the benchmark, atomically."""
-    if dst.exists():
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(dst) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:
-            tmp.write_bytes(src.read_bytes())
-
-
 def scene_view_of(folder: Path) -> SceneView:
     """A scene folder as the question generators see it."""
     scene = Scene.load(folder / "scene.json")
@@ -287,15 +273,15 @@ def _write_media(
 ) -> None:
     if item.benchmark == TIMEBENCH_NAME:
         if c.clip is None:
-            _link(world / c.scene / "video.mp4", out / item.video)
+            link_or_copy(world / c.scene / "video.mp4", out / item.video)
         elif not (out / item.video).exists():
             start, stop = c.clip
             frames = read_frames(world / c.scene / "video.mp4", np.arange(start, stop))
             (out / item.video).parent.mkdir(parents=True, exist_ok=True)
             write_video(out / item.video, [frames], view.scene.fps)
         return
-    _link(world / c.scene / "video.mp4", out / item.extra["original_video"])
-    _link(world / c.scene / "video.mp4", out / item.video)
+    link_or_copy(world / c.scene / "video.mp4", out / item.extra["original_video"])
+    link_or_copy(world / c.scene / "video.mp4", out / item.video)
     som = out / item.som_image
     if not som.exists():
         som.parent.mkdir(parents=True, exist_ok=True)
