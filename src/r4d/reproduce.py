@@ -9,7 +9,9 @@ inference-cost check of the exported P4D student against the base.
 
 Rows: the core comparison (4D-SFT, P4D, P4D+TPE) runs on every seed; the ablations (Tab. 5
 LD / ED / modality subsets, Tab. 6 time cues, Tab. 7 trainable modules, Tab. 4's 4D-Concat and
-4D-PE, the official recipe) on the first seed. `budget` scales every step count.
+4D-PE, the official recipe) on the first seed. `DIAGNOSIS` rows (longer training, heavier
+distillation weights, the other Rearrange) run only when named with `rows`: they probe why P4D
+does or does not gain over 4D-SFT. `budget` scales every step count.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from r4d.errors import InputError
 from r4d.io.atomic import write_text
+from r4d.reproduce_report import run_folder
 
 
 @dataclass
@@ -34,6 +37,8 @@ class Row:
     trainable: str = "tune-p+llm"
     recipe: str = "paper"
     all_seeds: bool = False
+    overrides: dict = field(default_factory=dict)  # P4DRecipe fields, e.g. alpha, time_reduce
+    steps_scale: float = 1.0  # fine-tuning steps relative to the preset's
 
 
 ROWS = [
@@ -56,6 +61,13 @@ ROWS = [
     Row("P4D (official recipe)", "recipes", recipe="official"),
 ]
 
+DIAGNOSIS = [
+    Row("4D-SFT 3x steps", "diagnosis", "4d-sft", steps_scale=3.0),
+    Row("P4D 3x steps", "diagnosis", steps_scale=3.0),
+    Row("P4D 10x weights", "diagnosis", overrides={"alpha": 5.0, "beta": 1.0}),
+    Row("P4D Rearrange mean", "diagnosis", overrides={"time_reduce": "mean"}),
+]
+
 
 @dataclass
 class ReproPreset:
@@ -63,13 +75,13 @@ class ReproPreset:
 
     scenes: int = 300
     teacher_steps: int = 500
-    pretrain_steps: int = 150
-    finetune_steps: int = 120
+    pretrain_steps: int = 120
+    finetune_steps: int = 100
     batch_size: int = 4
     lr: float = 5e-4
     decoder_hidden: int = 512
-    eval_per_task: int = 20
-    timebench_items: int = 40
+    eval_per_task: int = 16
+    timebench_items: int = 32
     student: str = "tiny"
     workers: int = 2
 
@@ -128,9 +140,10 @@ def reproduce(
 
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; one of {sorted(PRESETS)}", field="preset")
-    unknown = sorted(set(rows or ()) - {r.name for r in ROWS})
+    known = [r.name for r in ROWS + DIAGNOSIS]
+    unknown = sorted(set(rows or ()) - set(known))
     if unknown:
-        raise InputError(f"unknown rows {unknown}; one of {[r.name for r in ROWS]}", field="rows")
+        raise InputError(f"unknown rows {unknown}; one of {known}", field="rows")
     p = PRESETS[preset]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +195,7 @@ def reproduce(
     stage("generic data", bench / "generic_train.json", lambda: build_generic(world, bench))
 
     results: dict = {"preset": asdict(p), "budget": budget, "seeds": seeds, "runs": {}}
-    chosen = [r for r in ROWS if rows is None or r.name in rows]
+    chosen = ROWS if rows is None else [r for r in ROWS + DIAGNOSIS if r.name in rows]
     for seed in range(seeds):
         base = out / f"seed{seed}" / "base"
         stage(
@@ -196,7 +209,7 @@ def reproduce(
         for row in chosen:
             if seed > 0 and not row.all_seeds:
                 continue
-            run = out / f"seed{seed}" / row.name.replace(" ", "_").replace("(", "").replace(")", "")
+            run = out / f"seed{seed}" / run_folder(row.name)
             config = _row_config(row, run, base, bench, teacher, cache, p, steps, seed)
             stage(
                 f"{row.name} seed {seed}",
@@ -280,6 +293,7 @@ def _row_config(
 ):
     from r4d.train.config import TrainConfig
 
+    finetune_steps = max(1, int(steps["finetune_steps"] * row.steps_scale))
     return TrainConfig.from_dict(
         {
             "out": str(run),
@@ -289,17 +303,17 @@ def _row_config(
             "recipe": {
                 "name": row.recipe,
                 "variant": row.variant,
-                "overrides": {"decoder_hidden": p.decoder_hidden},
+                "overrides": {"decoder_hidden": p.decoder_hidden, **row.overrides},
             },
             "trainable": row.trainable,
             "optim": {
-                "steps": steps["finetune_steps"],
+                "steps": finetune_steps,
                 "batch_size": p.batch_size,
                 "lr": p.lr * 0.5,
                 "seed": seed,
             },
-            "png_every": steps["finetune_steps"] if row.name == "P4D+TPE" else 0,
-            "checkpoint_every": max(50, steps["finetune_steps"] // 2),
+            "png_every": finetune_steps if row.name == "P4D+TPE" else 0,
+            "checkpoint_every": max(50, finetune_steps // 2),
         }
     )
 
@@ -335,7 +349,7 @@ def _evaluate(
     from r4d.eval.run import evaluate
 
     key = f"{name}|seed{seed}"
-    folder = out / "eval" / f"seed{seed}" / name.replace(" ", "_").replace("(", "").replace(")", "")
+    folder = out / "eval" / f"seed{seed}" / run_folder(name)
     summaries = {}
     for bname, per in (("r4dsim", p.eval_per_task), ("timebench", p.timebench_items)):
         target = folder / bname
@@ -387,4 +401,4 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-__all__ = ["PRESETS", "ROWS", "ReproPreset", "Row", "mean_std", "reproduce"]
+__all__ = ["DIAGNOSIS", "PRESETS", "ROWS", "ReproPreset", "Row", "mean_std", "reproduce"]

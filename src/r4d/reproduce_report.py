@@ -3,6 +3,8 @@
 Scores are R4D-Sim test accuracy (%) in R4D-Bench's layout and TimeBench accuracy. Paired
 differences between two rows use the per-seed differences: mean, std and a 95% t-interval
 (n - 1 degrees of freedom), so "P4D - 4D-SFT" is judged against the seed-to-seed spread.
+A second, question-level comparison pairs the two rows' answers to the same R4D-Sim questions,
+pooled over seeds, so it also counts how often the rows disagree.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ ABBR = dict(
     )
 )
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95% t, by dof
+
+
+def run_folder(name: str) -> str:
+    """The folder a row's runs and evaluations live in (seed<k>/<folder>, eval/seed<k>/<folder>)."""
+    return name.replace(" ", "_").replace("(", "").replace(")", "")
 
 
 def scores(run: dict) -> dict[str, float]:
@@ -100,6 +107,35 @@ def paired(rows, a: str, b: str, column: str) -> dict | None:
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": len(diffs)}
 
 
+def paired_questions(out: Path, a: str, b: str, seeds: int) -> dict | None:
+    """a - b on the same R4D-Sim test questions, pooled over seeds (pp): a normal 95% interval
+    of the mean per-question difference, and the counts of questions only a / only b got."""
+    diffs = []
+    for seed in range(seeds):
+        answers = []
+        for name in (a, b):
+            path = out / "eval" / f"seed{seed}" / run_folder(name) / "r4dsim" / "samples.jsonl"
+            if not path.is_file():
+                break
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            answers.append({r["id"]: bool(r["correct"]) for r in rows})
+        if len(answers) < 2:
+            continue
+        diffs += [int(answers[0][i]) - int(answers[1][i]) for i in answers[0] if i in answers[1]]
+    if not diffs:
+        return None
+    d = np.asarray(diffs, dtype=float)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    mean = 100 * float(d.mean())
+    return {
+        "mean": mean,
+        "ci95": [mean - 100 * half, mean + 100 * half],
+        "only_a": int((d > 0).sum()),
+        "only_b": int((d < 0).sum()),
+        "questions": len(d),
+    }
+
+
 def write_report(out: Path, results: dict, rows_spec) -> None:
     rows = by_row(results)
     groups = [
@@ -115,6 +151,17 @@ def write_report(out: Path, results: dict, rows_spec) -> None:
         ),
         ("4D-Concat and 4D-PE (Tab. 4)", ["4D-SFT", "P4D", "4D-Concat", "4D-PE"]),
         ("Recipes", ["P4D", "P4D (official recipe)"]),
+        (
+            "Diagnosis: training length, distillation weights, Rearrange",
+            [
+                "4D-SFT",
+                "P4D",
+                "4D-SFT 3x steps",
+                "P4D 3x steps",
+                "P4D 10x weights",
+                "P4D Rearrange mean",
+            ],
+        ),
     ]
     claims = {}
     for a, b in (
@@ -126,6 +173,19 @@ def write_report(out: Path, results: dict, rows_spec) -> None:
         for column in ("Avg", "Sta", "Dyn", "TimeBench"):
             claims[f"{a} - {b} ({column})"] = paired(rows, a, b, column)
     results["claims"] = claims
+    question_pairs = [
+        ("P4D", "4D-SFT"),
+        ("P4D+TPE", "4D-SFT"),
+        ("P4D+TPE", "P4D"),
+        ("4D-SFT", "Zero-shot"),
+        ("P4D 3x steps", "4D-SFT 3x steps"),
+        ("P4D 10x weights", "4D-SFT"),
+        ("P4D Rearrange mean", "4D-SFT"),
+    ]
+    by_question = {
+        f"{a} - {b}": paired_questions(out, a, b, results["seeds"]) for a, b in question_pairs
+    }
+    results["claims_by_question"] = by_question
     lines = [
         f"# r4d reproduce: {results['preset']}",
         "",
@@ -135,7 +195,8 @@ def write_report(out: Path, results: dict, rows_spec) -> None:
         "",
     ]
     for title, names in groups:
-        lines += [f"## {title}", "", table(rows, names), ""]
+        if any(name in rows for name in names[2:]):  # more than the two reference rows
+            lines += [f"## {title}", "", table(rows, names), ""]
     lines += [
         "## Paired differences (per-seed), percentage points",
         "",
@@ -148,6 +209,21 @@ def write_report(out: Path, results: dict, rows_spec) -> None:
         ci = f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}]" if "ci95" in c else "-"
         std = f"{c['std']:.1f}" if "std" in c else "-"
         lines.append(f"| {name} | {c['mean']:+.1f} | {std} | {ci} | {c['n']} |")
+    lines += [
+        "",
+        "## Paired differences (same questions, pooled over seeds), percentage points",
+        "",
+        "| difference | mean | 95% interval | only first right | only second right | questions |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for name, c in by_question.items():
+        if c is None:
+            continue
+        ci = f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}]"
+        lines.append(
+            f"| {name} | {c['mean']:+.1f} | {ci} | {c['only_a']} | {c['only_b']} | "
+            f"{c['questions']} |"
+        )
     cost = results["cost"]
     lines += [
         "",
