@@ -463,7 +463,9 @@ def reproduce_command(
     ),
     seeds: int = typer.Option(3, min=1, help="Seeds for the core comparison."),
     budget: float = typer.Option(1.0, help="Scale every training step count."),
-    row: list[str] = typer.Option([], help="Only these rows (default: all)."),
+    row: list[str] = typer.Option(
+        [], help="Only these rows (default: every paper row; diagnosis rows only when named)."
+    ),
 ) -> None:
     """The paper's comparisons on the world; finished stages are reused on a rerun."""
     from r4d.reproduce import reproduce
