@@ -75,8 +75,8 @@ class ReproPreset:
 
     scenes: int = 300
     teacher_steps: int = 500
-    pretrain_steps: int = 120
-    finetune_steps: int = 100
+    pretrain_steps: int = 100
+    finetune_steps: int = 80
     batch_size: int = 4
     lr: float = 5e-4
     decoder_hidden: int = 512
