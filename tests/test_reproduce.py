@@ -11,7 +11,7 @@ import pytest
 
 from r4d.errors import InputError
 from r4d.p4d.recipes import recipe
-from r4d.reproduce import DIAGNOSIS, PRESETS, ROWS, _row_config, reproduce
+from r4d.reproduce import DIAGNOSIS, PRESETS, ROWS, _row_config, choose_rows, reproduce
 from r4d.reproduce_report import T95, paired, paired_questions, run_folder
 
 
@@ -76,3 +76,14 @@ def test_question_level_pairs_pool_seeds_and_count_disagreements(tmp_path):
     assert got["mean"] == pytest.approx(25.0)
     assert got["ci95"] == pytest.approx([25.0 - half, 25.0 + half])
     assert paired_questions(tmp_path, "P4D", "4D-SFT", seeds=3) is None
+
+
+def names(rows) -> list[str]:
+    return [r.name for r in rows]
+
+
+def test_diagnosis_rows_run_only_when_asked():
+    assert choose_rows(None, False) == ROWS
+    assert names(choose_rows(None, True)) == names(ROWS) + names(DIAGNOSIS)
+    assert names(choose_rows(["P4D 3x steps", "4D-SFT"], False)) == ["4D-SFT", "P4D 3x steps"]
+    assert names(choose_rows(["P4D"], True)) == ["P4D", *names(DIAGNOSIS)]

@@ -466,11 +466,14 @@ def reproduce_command(
     row: list[str] = typer.Option(
         [], help="Only these rows (default: every paper row; diagnosis rows only when named)."
     ),
+    diagnosis: bool = typer.Option(
+        False, help="Add the diagnosis rows (3x steps, 10x weights, Rearrange mean; first seed)."
+    ),
 ) -> None:
     """The paper's comparisons on the world; finished stages are reused on a rerun."""
     from r4d.reproduce import reproduce
 
-    reproduce(out, preset, seeds, budget, row or None)
+    reproduce(out, preset, seeds, budget, row or None, diagnosis=diagnosis)
     typer.echo((out / "report.md").read_text())
 
 

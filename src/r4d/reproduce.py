@@ -21,8 +21,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from r4d.errors import InputError
 from r4d.io.atomic import write_text
 from r4d.reproduce_report import run_folder
@@ -120,6 +118,14 @@ PRESETS = {
 }
 
 
+def choose_rows(rows: list[str] | None, diagnosis: bool) -> list[Row]:
+    """The rows to run, in table order: named ones (or every paper row), plus DIAGNOSIS."""
+    every = ROWS + DIAGNOSIS
+    if rows is None:
+        return every if diagnosis else ROWS
+    return [r for r in every if r.name in rows or (diagnosis and r in DIAGNOSIS)]
+
+
 def _done(path: Path) -> bool:
     return path.exists()
 
@@ -131,8 +137,10 @@ def reproduce(
     budget: float = 1.0,
     rows: list[str] | None = None,
     progress: bool = True,
+    diagnosis: bool = False,
 ) -> dict:
-    """Run (or resume) every stage; returns the report's data."""
+    """Run (or resume) every stage; returns the report's data. `rows` picks rows by name;
+    `diagnosis` adds the DIAGNOSIS rows (first seed) to the paper's."""
     from r4d.teacher.train import TrainSettings, train_teacher
     from r4d.world.bench import BenchSettings, build_bench
     from r4d.world.files import RenderSettings, build_world
@@ -195,7 +203,7 @@ def reproduce(
     stage("generic data", bench / "generic_train.json", lambda: build_generic(world, bench))
 
     results: dict = {"preset": asdict(p), "budget": budget, "seeds": seeds, "runs": {}}
-    chosen = ROWS if rows is None else [r for r in ROWS + DIAGNOSIS if r.name in rows]
+    chosen = choose_rows(rows, diagnosis)
     for seed in range(seeds):
         base = out / f"seed{seed}" / "base"
         stage(
@@ -397,8 +405,4 @@ def _cost_check(base: Path, p4d: Path) -> dict:
     }
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-__all__ = ["DIAGNOSIS", "PRESETS", "ROWS", "ReproPreset", "Row", "mean_std", "reproduce"]
+__all__ = ["DIAGNOSIS", "PRESETS", "ROWS", "ReproPreset", "Row", "choose_rows", "reproduce"]
