@@ -194,9 +194,11 @@ def write_report(out: Path, results: dict, rows_spec) -> None:
         "reused).",
         "",
     ]
+    shown: set[str] = set()
     for title, names in groups:
-        if any(name in rows for name in names[2:]):  # more than the two reference rows
+        if any(name in rows and name not in shown for name in names):  # a row not yet shown
             lines += [f"## {title}", "", table(rows, names), ""]
+        shown.update(names)
     lines += [
         "## Paired differences (per-seed), percentage points",
         "",

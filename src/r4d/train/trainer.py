@@ -103,7 +103,8 @@ def build_model(config: TrainConfig, sources, out: Path):
 
 
 def apply_trainable(model: P4DModel, policy: str, lora) -> None:
-    """Tab. 7's policies: which of E_v, E_p and the LLM learn (D_4DP always does)."""
+    """Tab. 7's policies: which of E_v, E_p and the LLM learn (D_4DP, and the 4D-Concat / 4D-PE
+    baselines' fusion layer, always do)."""
     student = model.student
     student.requires_grad_(False)
     if policy in ("lora", "tune-p+llm-lora"):
@@ -131,6 +132,8 @@ def apply_trainable(model: P4DModel, policy: str, lora) -> None:
         part.requires_grad_(True)
     if model.decoder is not None:
         model.decoder.requires_grad_(True)
+    if student.fusion is not None:
+        student.fusion.requires_grad_(True)
 
 
 def _teacher_fields(cache: TeacherCache | None, examples: list[Example], device):
