@@ -459,7 +459,7 @@ def report(runs: list[Path] = typer.Argument(..., help="Run folders (with summar
 def reproduce_command(
     out: Path = typer.Option(Path("runs/reproduce"), help="Where every stage and the report go."),
     preset: str = typer.Option(
-        "tiny", help="smoke, demo, tiny (2-core CPU, ~100 min) or small-gpu."
+        "tiny", help="smoke, demo, tiny (2-core CPU, ~85 min) or small-gpu."
     ),
     seeds: int = typer.Option(3, min=1, help="Seeds for the core comparison."),
     budget: float = typer.Option(1.0, help="Scale every training step count."),
