@@ -126,10 +126,6 @@ def choose_rows(rows: list[str] | None, diagnosis: bool) -> list[Row]:
     return [r for r in every if r.name in rows or (diagnosis and r in DIAGNOSIS)]
 
 
-def _done(path: Path) -> bool:
-    return path.exists()
-
-
 def reproduce(
     out: str | Path,
     preset: str = "tiny",
@@ -163,7 +159,7 @@ def reproduce(
     start = time.perf_counter()
 
     def stage(name: str, marker: Path, run) -> None:
-        if _done(marker):
+        if marker.exists():
             return
         t = time.perf_counter()
         print(f"[reproduce] {name} ...", flush=True)

@@ -15,27 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from r4d.eval.benchmarks.r4d import ABBREVIATIONS
 from r4d.io.atomic import atomic_path, write_text
 from r4d.world.questions.question import DYNAMIC_TASKS, STATIC_TASKS, TASKS
 
-COLUMNS = ["Avg", "Sta", "Dyn", "VG", "DM", "SR", "R", "C", "T", "FP", "SA", "DP", "TimeBench"]
-ABBR = dict(
-    zip(
-        [
-            "3D Video Grounding",
-            "Dimensional Measurement",
-            "Spatial Relation",
-            "Rotational",
-            "Counting",
-            "Translational",
-            "False Positives",
-            "Speed & Acceleration",
-            "Displacement & Path Length",
-        ],
-        ["VG", "DM", "SR", "R", "C", "T", "FP", "SA", "DP"],
-        strict=True,
-    )
-)
+COLUMNS = ["Avg", "Sta", "Dyn", *ABBREVIATIONS.values(), "TimeBench"]
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95% t, by dof
 
 
@@ -62,7 +46,7 @@ def scores(run: dict) -> dict[str, float]:
     }
     for task in TASKS:
         if task in counts:
-            row[ABBR[task]] = res[f"r4dsim_accuracy_{task},none"]
+            row[ABBREVIATIONS[task]] = res[f"r4dsim_accuracy_{task},none"]
     row["TimeBench"] = run["timebench"]["results"]["timebench"]["timebench_accuracy,none"]
     return row
 

@@ -136,20 +136,8 @@ class R4DBench(Benchmark):
         return super().score(item, request, extracted, options)
 
     def table_columns(self):
-        static = [t for t in STATIC_TASKS]
-        dynamic = [t for t in DYNAMIC_TASKS]
-        singles = [
-            "3D Video Grounding",
-            "Dimensional Measurement",
-            "Spatial Relation",
-            "Rotational",
-            "Counting",
-            "Translational",
-            "False Positives",
-            "Speed & Acceleration",
-            "Displacement & Path Length",
-        ]
-        return [("Sta", static), ("Dyn", dynamic), *[(ABBREVIATIONS[t], [t]) for t in singles]]
+        singles = [(abbr, [task]) for task, abbr in ABBREVIATIONS.items()]
+        return [("Sta", list(STATIC_TASKS)), ("Dyn", list(DYNAMIC_TASKS)), *singles]
 
 
 class R4DSim(R4DBench):
