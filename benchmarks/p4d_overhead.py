@@ -27,10 +27,8 @@ from r4d.model.tokenizer import train_tokenizer
 from r4d.p4d.model import P4DModel
 from r4d.p4d.recipes import recipe
 from r4d.teacher.cache import TeacherCache
-from r4d.teacher.model import Teacher
-from r4d.train.data import Example
+from r4d.teacher.model import TeacherHeads
 from r4d.train.export import export_model
-from r4d.train.trainer import _teacher_fields
 
 
 def main() -> None:
@@ -43,7 +41,7 @@ def main() -> None:
     parser.add_argument("--decoder-hidden", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
-    cache, heads = TeacherCache(args.cache), Teacher.from_pretrained(args.heads)
+    cache, heads = TeacherCache(args.cache), TeacherHeads.from_pretrained(args.heads)
     items = [
         i for i in load_split(args.bench, "train") if i.som_image and i.extra["scene"] in cache
     ][: args.batch * args.steps]
@@ -64,13 +62,13 @@ def main() -> None:
         times = []
         for s in range(args.steps + 1):
             chunk = items[(s % args.steps) * args.batch :][: args.batch]
-            batch = processor.collate(
-                [item_sample(i, args.bench, processor, 16, True) for i in chunk]
-            )
-            examples = [Example("r4dsim", i, args.bench, i.extra["scene"]) for i in chunk]
+            samples = [item_sample(i, args.bench, processor, 16, True) for i in chunk]
+            batch = processor.collate(samples)
             start = time.perf_counter()
-            teacher, has = _teacher_fields(cache, examples, "cpu")
-            loss, _ = model(batch, teacher, has)
+            signals = cache.signals(
+                [i.extra["scene"] for i in chunk], [s.frame_indices for s in samples]
+            )
+            loss, _ = model(batch, signals)
             loss.backward()
             optimiser.step()
             optimiser.zero_grad()

@@ -23,10 +23,10 @@ from r4d.p4d.decoder import PerceptionDecoder, frame_latents, rearrange
 from r4d.p4d.losses import explicit_loss, latent_loss
 from r4d.p4d.model import P4DModel
 from r4d.p4d.recipes import recipe
-from r4d.teacher.cache import build_cache
+from r4d.teacher.cache import TeacherCache, build_cache
 from r4d.teacher.config import tiny_config
 from r4d.teacher.data import load_clip, scene_folders
-from r4d.teacher.model import Teacher
+from r4d.teacher.model import Teacher, TeacherHeads
 from r4d.train.config import TrainConfig
 from r4d.train.trainer import train
 
@@ -178,35 +178,27 @@ def _toy(parts, small_bench):
     tok = train_tokenizer([i.question for i in items] * 20, vocab_size=400)
     torch.manual_seed(0)
     student = build_student("tiny", tok)
-    teacher = Teacher.from_pretrained(parts / "teacher")
-    model = P4DModel(student, recipe("paper", decoder_hidden=64), teacher.config, teacher)
+    heads = TeacherHeads.from_pretrained(parts / "teacher")
+    model = P4DModel(student, recipe("paper", decoder_hidden=64), heads.config, heads)
     proc = StudentProcessor(tok, student.config)
-    batch = proc.collate([item_sample(i, small_bench, proc, 16, True) for i in items])
-    from r4d.teacher.cache import TeacherCache
-
-    cache = TeacherCache(parts / "cache")
-    fields = [cache.get(i.extra["scene"]) for i in items]
-    teacher_fields = {
-        "latents": [torch.stack([f[f"latent{h}"] for f in fields]).float() for h in range(4)],
-        "maps": {
-            m: torch.stack([f[m] for f in fields]).float()
-            for m in ("depth", "flow", "motion", "camray")
-        },
-    }
-    return model, batch, teacher_fields
+    samples = [item_sample(i, small_bench, proc, 16, True) for i in items]
+    signals = TeacherCache(parts / "cache").signals(
+        [i.extra["scene"] for i in items], [s.frame_indices for s in samples]
+    )
+    return model, proc.collate(samples), signals
 
 
 def test_gradients_reach_the_llm_through_ld_and_ed_never_the_teacher(parts, small_bench):
-    model, batch, fields = _toy(parts, small_bench)
-    has = torch.ones(2, dtype=torch.bool)
+    model, batch, signals = _toy(parts, small_bench)
+    assert signals.has.all() and len(signals.latents) == 4
     for term in ("ld", "ed"):
         model.zero_grad()
-        _, losses = model(batch, fields, has)
+        _, losses = model(batch, signals)
         losses[term].backward()
-        llm_grad = model.student.llm.model.layers[-1].mlp.down_proj.weight.grad
-        assert llm_grad is not None and llm_grad.abs().sum() > 0, term
-        assert model.student.projector.layers[7].weight.grad.abs().sum() > 0
-        assert all(p.grad is None and not p.requires_grad for p in model.teacher.parameters())
+        for part in (model.student.llm.model, model.student.projector):
+            grads = [p.grad for p in part.parameters() if p.grad is not None]
+            assert grads and sum(g.abs().sum() for g in grads) > 0, term
+        assert all(p.grad is None and not p.requires_grad for p in model.heads.parameters())
     assert (
         model.student.llm.lm_head.weight.grad is None
         or model.student.llm.lm_head.weight.grad.abs().sum() == 0
@@ -309,12 +301,10 @@ def test_two_process_ddp_follows_the_single_process_curve(parts, small_bench, tm
 def test_fusion_baselines_start_as_the_student_and_need_f4d(parts, small_bench, tmp_path):
     from r4d.model.modeling import fused_latents
 
-    model, batch, fields = _toy(parts, small_bench)
+    model, batch, signals = _toy(parts, small_bench)
     base = model.student
-    images = (
-        (batch["input_ids"] == base.config.visual_token_id).sum(1) // base.config.tokens_per_image
-    ).tolist()
-    fused = fused_latents(fields["latents"][-1], images, 16, base.config.patch_side)
+    images = base.images_per_sample(batch["input_ids"])
+    fused = fused_latents(signals.latents[-1], images, 16, base.config.patch_side)
     assert fused.shape == (sum(images), base.config.patch_side**2, 128)
     assert (fused[0] == 0).all()  # the SoM image has no F_4D
     from dataclasses import replace

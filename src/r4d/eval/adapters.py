@@ -7,17 +7,28 @@
   images and frames go as base64 PNG `image_url` parts before the prompt.
 - `HFAdapter`: Hugging Face image-text-to-text models (Qwen2.5-VL, LLaVA-OneVision) from a local
   folder, frames given as images through the model's own (PIL-based) processor.
+- `OpenAIJudge`: not a model under test but a reader of its outputs (judged scoring, e.g.
+  VLM4D's o4-mini judge), over the same OpenAI-compatible API.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from r4d.errors import InputError
 from r4d.eval.core import LETTERS, Request
+from r4d.model.answer import generate, option_text, score_options
+from r4d.model.modeling import fused_latents
+from r4d.model.processor import StudentProcessor
+from r4d.teacher.cache import TeacherCache
+from r4d.train.run import load_student
 
 
 class RandomAdapter:
@@ -74,48 +85,34 @@ class R4DAdapter:
     def __init__(self, path, mode: str = "score", max_new_tokens: int = 24, cache=None):
         """`cache`: a teacher cache folder, for students that take F_4D (4D-Concat / 4D-PE);
         items name their clip in extra["scene"]."""
-        from pathlib import Path
-
-        from r4d.model.modeling import R4DStudent
-        from r4d.model.processor import StudentProcessor
-
         path = Path(path)
-        if (path / "llm").is_dir():
-            from r4d.model.nvila import load_nvila
-
-            self.model, tokenizer = load_nvila(path)
-        else:
-            self.model, tokenizer = R4DStudent.from_pretrained(path)
+        self.model, tokenizer = load_student(path)
         self.processor = StudentProcessor(tokenizer, self.model.config)
         self.mode, self.max_new_tokens = mode, max_new_tokens
         self.name = f"r4d:{path.name}:{mode}"
         self.cache = None
         if self.model.config.fusion != "none":
-            from r4d.teacher.cache import TeacherCache
-
             if cache is None:
-                raise ValueError(
-                    f"{path}: this student ({self.model.config.fusion}) needs F_4D: "
-                    "give the teacher cache"
+                raise InputError(
+                    f"this student ({self.model.config.fusion}) needs F_4D: give the teacher "
+                    "cache (--cache)",
+                    where=path,
                 )
             self.cache = TeacherCache(cache)
 
     def fused(self, requests: list[Request], samples):
+        """F_4D (the deepest hook) of each request's clip, on its images' patch grids."""
         if self.cache is None:
             return None
-        import torch
-
-        from r4d.model.modeling import fused_latents
-
-        config = self.model.config
-        latents, images = [], []
-        for r, s in zip(requests, samples, strict=True):
-            fields = self.cache.get(r.item.extra["scene"])
-            last = sorted(k for k in fields if k.startswith("latent"))[-1]
-            latents.append(fields[last].float())
-            images.append(len(s.pixels))
+        signals = self.cache.signals([r.item.extra.get("scene") for r in requests])
+        missing = [r.item.id for r, h in zip(requests, signals.has.tolist(), strict=True) if not h]
+        if missing:
+            raise InputError(
+                f"item {missing[0]}: its clip is not in the teacher cache", where=self.cache.root
+            )
+        images = [len(s.pixels) for s in samples]
         frames = len(requests[0].frames)
-        return fused_latents(torch.stack(latents), images, frames, config.patch_side)
+        return fused_latents(signals.latents[-1], images, frames, self.model.config.patch_side)
 
     def samples(self, requests: list[Request]):
         out = []
@@ -129,8 +126,6 @@ class R4DAdapter:
         return out
 
     def answer(self, requests: list[Request]) -> list[str]:
-        from r4d.model.answer import generate, option_text, score_options
-
         samples = self.samples(requests)
         fused = self.fused(requests, samples)
         scorable = self.mode == "score" and all(r.options for r in requests)
@@ -185,6 +180,38 @@ class OpenAIAdapter:
             )
             out.append(reply.choices[0].message.content or "")
         return out
+
+
+JUDGE_PROMPT = (
+    "A model was asked this multiple-choice question.\n\n{question}\n{options}\n\n"
+    "Its response was:\n{response}\n\nWhich option did the response choose? Reply with the "
+    "option's letter only, or None if it chose none or several."
+)
+
+
+class OpenAIJudge:
+    """Asks a chat model (e.g. o4-mini, as VLM4D's authors do) which option an output chose,
+    with JUDGE_PROMPT; its reply's first standalone option letter is the reading (None: none).
+    The API key is $OPENAI_API_KEY when set (hosted judges), else a placeholder (local)."""
+
+    def __init__(self, base_url: str, model: str, timeout: float = 120.0):
+        from openai import OpenAI
+
+        key = os.environ.get("OPENAI_API_KEY", "EMPTY")
+        self.client = OpenAI(base_url=base_url, api_key=key, timeout=timeout)
+        self.model = model
+
+    def choose(self, request: Request, response: str) -> str | None:
+        valid = LETTERS[: len(request.options)]
+        listing = "\n".join(f"{valid[i]}. {o}" for i, o in enumerate(request.options))
+        prompt = JUDGE_PROMPT.format(
+            question=request.item.question, options=listing, response=response
+        )
+        reply = self.client.chat.completions.create(
+            model=self.model, messages=[{"role": "user", "content": prompt}]
+        )
+        found = re.search(rf"\b([{valid}])\b", reply.choices[0].message.content or "")
+        return found.group(1) if found else None
 
 
 class HFAdapter:

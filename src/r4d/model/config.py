@@ -64,9 +64,16 @@ class StudentConfig:
         return self.image_size // int(self.vision["patch_size"])
 
     @property
-    def tokens_per_image(self) -> int:
+    def token_grid(self) -> tuple[int, int]:
+        """(rows, cols) of E_p's output tokens per image (blocks of downsample^2 patches, the
+        last ones padded)."""
         side = -(-self.patch_side // self.downsample)
-        return side * side
+        return side, side
+
+    @property
+    def tokens_per_image(self) -> int:
+        rows, cols = self.token_grid
+        return rows * cols
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,7 +129,7 @@ def tiny_config(vocab_size: int, **overrides) -> StudentConfig:
     return StudentConfig(vision=vision, llm=llm, **overrides)
 
 
-def nvila_lite_8b_config(**overrides) -> StudentConfig:
+def nvila_lite_8b_config(vocab_size: int = 151936, **overrides) -> StudentConfig:
     """NVILA-Lite-8B's dimensions: SigLIP so400m/14 at 448 px (E_v, width 1152) and Qwen2-7B."""
     vision = {
         "hidden_size": 1152,
@@ -134,7 +141,7 @@ def nvila_lite_8b_config(**overrides) -> StudentConfig:
         "layer_norm_eps": 1e-6,
     }
     llm = {
-        "vocab_size": 151936,
+        "vocab_size": vocab_size,
         "hidden_size": 3584,
         "intermediate_size": 18944,
         "num_hidden_layers": 28,

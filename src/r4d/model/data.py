@@ -1,12 +1,14 @@
 """Benchmark items (R4D-Bench format) as student samples: frames, SoM image, regions, answer.
 
 Frames are the `num_frames` uniformly sampled frames of the item's video with their timestamps
-(`r4d.io.video.sample_uniform`, the same sampling the world's signals use); decoded videos are
-cached per path, so a video many questions share is read once.
+(`r4d.io.video.sample_uniform`, the same sampling the world's signals use; the sample records
+their indices, so a teacher cache's signals can be checked to be of the same frames); the last
+`CLIPS_KEPT` decoded clips are kept per process, so a video many questions share is read once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,12 +21,24 @@ from r4d.io.video import probe, sample_uniform
 from r4d.model.answer import option_text
 from r4d.model.processor import Sample, StudentProcessor
 
+CLIPS_KEPT = 256
 
-@lru_cache(maxsize=4096)
-def _video(path: str, num_frames: int):
-    frames, times, _ = sample_uniform(path, num_frames)
+
+@dataclass(frozen=True)
+class SampledVideo:
+    frames: np.ndarray  # (n, H, W, 3) uint8
+    times: np.ndarray  # (n,) seconds
+    indices: np.ndarray  # (n,) frame indices in the video
+    duration: float  # seconds
+    fps: float
+
+
+@lru_cache(maxsize=CLIPS_KEPT)
+def sampled_video(path: str, num_frames: int) -> SampledVideo:
+    """`num_frames` uniformly sampled frames of a video, with what the prompt and TPE need."""
+    frames, times, indices = sample_uniform(path, num_frames)
     info = probe(path)
-    return frames, times, info.duration, info.fps
+    return SampledVideo(frames, times, indices, info.duration, info.fps)
 
 
 def item_sample(
@@ -36,7 +50,7 @@ def item_sample(
 ) -> Sample:
     """The processor's inputs for one item; with_answer adds "(B) <answer>" as the target."""
     root = Path(root)
-    frames, times, duration, fps = _video(str(root / item.video), num_frames)
+    video = sampled_video(str(root / item.video), num_frames)
     som = None
     if item.som_image:
         som = np.asarray(Image.open(root / item.som_image).convert("RGB"))
@@ -44,6 +58,16 @@ def item_sample(
         r["token"]: decode_mask(r["mask"]) for r in item.extra.get("regions", []) if r.get("mask")
     }
     answer = option_text(item.answer_index, item.answer) if with_answer else None
-    return processor.build(
-        item.question, frames, times, item.options, som, regions or None, duration, fps, answer
+    sample = processor.build(
+        item.question,
+        video.frames,
+        video.times,
+        item.options,
+        som,
+        regions or None,
+        video.duration,
+        video.fps,
+        answer,
     )
+    sample.frame_indices = [int(i) for i in video.indices]
+    return sample

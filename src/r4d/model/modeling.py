@@ -32,6 +32,7 @@ from transformers import (
 
 from r4d.errors import InputError
 from r4d.io.atomic import atomic_dir, atomic_path
+from r4d.io.weights import load_strict
 from r4d.model.config import StudentConfig
 from r4d.model.projector import DownsampleProjector, space_to_channel
 from r4d.model.tpe import timestamp_encoding
@@ -63,6 +64,18 @@ class R4DStudent(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def add_fusion(self, kind: str, width: int) -> None:
+        """Turn this student into a 4D-Concat ("concat") or 4D-PE ("pe") baseline that takes
+        F_4D of width `width`; the new layer starts where the student is unchanged."""
+        self.config.fusion, self.config.fusion_width = kind, width
+        self.config.__post_init__()
+        self.fusion = _fusion_adapter(self.config, self.vision.config.hidden_size)
+
+    def images_per_sample(self, input_ids: torch.Tensor) -> list[int]:
+        """How many images (SoM image and frames) each prompt of a batch holds."""
+        slots = (input_ids == self.config.visual_token_id).sum(1)
+        return (slots // self.config.tokens_per_image).tolist()
 
     # -- E_v -> TPE -> E_p --------------------------------------------------------------------
 
@@ -181,13 +194,7 @@ class R4DStudent(nn.Module):
         config = StudentConfig.load(folder)
         model = cls(config)
         state = load_file(str(folder / WEIGHTS), device=str(device))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise InputError(
-                f"weights do not match the config: missing {missing[:3]}, "
-                f"unexpected {unexpected[:3]}",
-                where=folder / WEIGHTS,
-            )
+        load_strict(model, state, folder / WEIGHTS)
         tokenizer = (
             AutoTokenizer.from_pretrained(str(folder))
             if (folder / "tokenizer.json").is_file()

@@ -55,6 +55,7 @@ class Sample:
     times: torch.Tensor  # (V,) seconds; NaN for the SoM image (no TPE)
     regions: list[tuple[int, int, torch.Tensor]] = field(default_factory=list)
     # (region token id, index of the key-frame visual within this sample, (S, S) mask weights)
+    frame_indices: list[int] | None = None  # the video frames shown, when read from a file
 
 
 class StudentProcessor:

@@ -1,12 +1,16 @@
 """The offline teacher cache: F_4D and P_m per clip, so student training never runs E_4D.
 
-Layout under the cache root:
+This module is the one owner of the cache's layout; everything else asks it for
+`TeacherSignals`. Under the cache root:
 - `shard-r<rank>-<k>.safetensors`: up to `shard_clips` clips, tensors named `<clip>/<field>`,
-  float16: `latent<i>` (T', h, w, D) for each hook (F_4D; absent for the oracle), and the maps
-  `depth`, `flow`, `motion` (logits; 0/1 from the oracle), `camray` (P_m, as `Teacher.decode`).
-- `index-r<rank>.json`: per shard its clips, byte size and sha256, and the expected shape of
-  every field. Each process (rank) of a multi-process build writes only its own shards and
-  index (clips are split rank::world_size), so builds scale to many GPUs without coordination.
+  float16: `latent<i>` (T', h, w, D) for hook i = 0 .. hooks - 1 in the teacher's hook order
+  (F_4D; none for the oracle), and the maps `depth`, `flow`, `motion` (logits; 0/1 from the
+  oracle), `camray` (P_m, as `Teacher.decode`).
+- `index-r<rank>.json`: the hook count, the teacher's identity (`teacher_identity`), per clip
+  the video frame indices its signals were computed on, and per shard its clips, byte size
+  and sha256, and the expected shape of every field. Each process (rank) of a multi-process
+  build writes only its own shards and index (clips are split rank::world_size), so builds
+  scale to many GPUs without coordination.
 Shards and indexes are written atomically and a shard enters the index only once complete, so
 an interrupted build resumes by skipping indexed clips. The reader opens one shard at a time
 (memory-mapped), checks its checksum on first use, checks every tensor's shape, and rejects a
@@ -18,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -28,8 +32,11 @@ from tqdm import tqdm
 
 from r4d.errors import InputError
 from r4d.io.atomic import atomic_path, write_text
+from r4d.teacher.config import PRESETS, TeacherConfig
+from r4d.teacher.data import load_clip, scene_folders
+from r4d.teacher.model import Teacher
 
-SCHEMA = "r4d.teacher.cache/1"
+SCHEMA = "r4d.teacher.cache/2"
 
 
 def _sha256(path: Path) -> str:
@@ -40,43 +47,125 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _sha256_module(module: torch.nn.Module) -> str:
+    """sha256 over a module's parameter names and bytes (buffers excluded: they are derived)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.named_parameters()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def teacher_identity(source: Teacher | str) -> dict[str, str]:
+    """What made a cache's signals: the oracle, or a teacher's config, E_4D and D_m (sha256)."""
+    if source == "oracle":
+        return {"source": "oracle"}
+    config = json.dumps(asdict(source.config), sort_keys=True).encode()
+    return {
+        "source": "teacher",
+        "config": hashlib.sha256(config).hexdigest(),
+        "encoder": _sha256_module(source.encoder),
+        "heads": _sha256_module(source.heads),
+    }
+
+
+def heads_identity(config: TeacherConfig, heads: torch.nn.Module) -> dict[str, str]:
+    """The part of `teacher_identity` that frozen heads alone can be checked against."""
+    encoded = json.dumps(asdict(config), sort_keys=True).encode()
+    return {"config": hashlib.sha256(encoded).hexdigest(), "heads": _sha256_module(heads)}
+
+
+def latent_name(hook: int) -> str:
+    """The field of F_4D at the hook-th hook (0-based, in the teacher's hook order)."""
+    return f"latent{hook}"
+
+
 def dist_rank() -> tuple[int, int]:
     """(rank, world size) from torchrun / `accelerate launch` environment variables."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+@dataclass
+class TeacherSignals:
+    """The teacher's signals for a batch of B samples, b = has.sum() of which have them.
+
+    - `latents`: F_4D, one (b, T', h, w, D) tensor per hook in the teacher's hook order (empty
+      for the oracle);
+    - `maps`: P_m, {modality: (b, C, T, H, W)} (camray at the patch grid's (h, w));
+    - `has`: (B,) bool, which samples have signals; `frame_indices`: theirs, per sample;
+    - `motion_is_logits`: the motion map is logits (the oracle's is a 0/1 mask);
+    - `teacher`: `teacher_identity` of what made them.
+    """
+
+    latents: list[torch.Tensor]
+    maps: dict[str, torch.Tensor]
+    has: torch.Tensor
+    motion_is_logits: bool
+    frame_indices: list[list[int]]
+    teacher: dict[str, str]
+
+    @property
+    def any(self) -> bool:
+        return bool(self.has.any())
+
+    def to(self, device) -> TeacherSignals:
+        return TeacherSignals(
+            [x.to(device) for x in self.latents],
+            {k: v.to(device) for k, v in self.maps.items()},
+            self.has.to(device),
+            self.motion_is_logits,
+            self.frame_indices,
+            self.teacher,
+        )
+
+
 class CacheWriter:
+    """Appends clips to one rank's shards and index; refuses a folder made by another teacher."""
+
     def __init__(
         self,
         root: str | Path,
         shapes: dict[str, list[int]],
-        meta: dict,
+        teacher: dict[str, str],
+        hooks: int,
         rank: int = 0,
         shard_clips: int = 64,
+        world_size: int = 1,
     ):
         self.root, self.rank, self.shard_clips = Path(root), rank, shard_clips
         self.root.mkdir(parents=True, exist_ok=True)
         self.index_path = self.root / f"index-r{rank}.json"
+        fresh = {
+            "schema": SCHEMA,
+            "teacher": teacher,
+            "hooks": hooks,
+            "world_size": world_size,
+            "shapes": shapes,
+            "frame_indices": {},
+            "shards": [],
+        }
         if self.index_path.is_file():
-            self.index = json.loads(self.index_path.read_text())
-            if self.index["shapes"] != shapes:
-                raise InputError(
-                    f"this cache holds fields {self.index['shapes']}, the teacher "
-                    f"gives {shapes}; use another folder",
-                    where=self.index_path,
-                )
+            self.index = _read_index(self.index_path)
+            for key in ("teacher", "hooks", "shapes"):
+                if self.index[key] != fresh[key]:
+                    raise InputError(
+                        f"this cache was made with {key} {self.index[key]}, this build has "
+                        f"{fresh[key]}; use another folder",
+                        where=self.index_path,
+                        field=key,
+                    )
         else:
-            self.index = {"schema": SCHEMA, "meta": meta, "shapes": shapes, "shards": []}
+            self.index = fresh
         self.pending: dict[str, torch.Tensor] = {}
-        self.pending_clips: list[str] = []
+        self.pending_clips: list[tuple[str, list[int]]] = []
 
     def done(self) -> set[str]:
         return {c for shard in self.index["shards"] for c in shard["clips"]}
 
-    def add(self, clip: str, fields: dict[str, torch.Tensor]) -> None:
+    def add(self, clip: str, fields: dict[str, torch.Tensor], frame_indices: list[int]) -> None:
         for name, value in fields.items():
             self.pending[f"{clip}/{name}"] = value.detach().to("cpu", torch.float16).contiguous()
-        self.pending_clips.append(clip)
+        self.pending_clips.append((clip, [int(i) for i in frame_indices]))
         if len(self.pending_clips) >= self.shard_clips:
             self.flush()
 
@@ -87,15 +176,28 @@ class CacheWriter:
         with atomic_path(self.root / name) as tmp:
             save_file(self.pending, str(tmp), metadata={"schema": SCHEMA})
             size, digest = tmp.stat().st_size, _sha256(tmp)
-        self.index["shards"].append(
-            {"file": name, "clips": self.pending_clips, "bytes": size, "sha256": digest}
-        )
+        clips = [c for c, _ in self.pending_clips]
+        self.index["shards"].append({"file": name, "clips": clips, "bytes": size, "sha256": digest})
+        self.index["frame_indices"].update(dict(self.pending_clips))
         write_text(self.index_path, json.dumps(self.index, indent=1) + "\n")
         self.pending, self.pending_clips = {}, []
 
 
+def _read_index(path: Path) -> dict:
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"cannot read a cache index ({err})", where=path) from None
+    if not isinstance(index, dict) or index.get("schema") != SCHEMA:
+        found = index.get("schema") if isinstance(index, dict) else None
+        raise InputError(
+            f"schema {found!r}, expected {SCHEMA!r} (rebuild the cache)", where=path, field="schema"
+        )
+    return index
+
+
 class TeacherCache:
-    """Read clips from a cache without loading it whole."""
+    """Reads clips from a cache without loading it whole, as `TeacherSignals` for a batch."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -103,16 +205,33 @@ class TeacherCache:
         if not indexes:
             raise InputError("no index-r*.json: not a teacher cache", where=self.root)
         self.where: dict[str, dict] = {}
-        self.shapes, self.meta = None, None
+        self.frame_indices: dict[str, list[int]] = {}
+        first = None
         for path in indexes:
-            index = json.loads(path.read_text())
-            if index.get("schema") != SCHEMA:
-                raise InputError(f"schema {index.get('schema')!r}, expected {SCHEMA!r}", where=path)
-            self.shapes, self.meta = index["shapes"], index["meta"]
+            index = _read_index(path)
+            if first is None:
+                first = index
+            for key in ("teacher", "hooks", "shapes"):
+                if index[key] != first[key]:
+                    raise InputError(
+                        f"{key} differs from {indexes[0].name}'s: ranks of two builds are mixed",
+                        where=path,
+                        field=key,
+                    )
             for shard in index["shards"]:
                 for clip in shard["clips"]:
                     self.where[clip] = shard
+            self.frame_indices.update(index["frame_indices"])
+        self.teacher, self.hooks, self.shapes = first["teacher"], first["hooks"], first["shapes"]
         self.checked: set[str] = set()
+
+    @property
+    def motion_is_logits(self) -> bool:
+        return self.teacher["source"] != "oracle"
+
+    @property
+    def has_latents(self) -> bool:
+        return self.hooks > 0
 
     def __len__(self) -> int:
         return len(self.where)
@@ -127,6 +246,20 @@ class TeacherCache:
     def bytes_per_clip(self) -> float:
         shards = {s["file"]: s for s in self.where.values()}.values()
         return sum(s["bytes"] for s in shards) / max(len(self), 1)
+
+    def check_heads(self, config: TeacherConfig, heads: torch.nn.Module) -> None:
+        """Refuse frozen heads D_m that are not the teacher whose F_4D this cache holds."""
+        if self.teacher["source"] == "oracle":
+            return
+        theirs = heads_identity(config, heads)
+        for key, value in theirs.items():
+            if self.teacher[key] != value:
+                raise InputError(
+                    f"the teacher heads' {key} (sha256 {value[:12]}) are not those of the teacher "
+                    f"that made this cache ({self.teacher[key][:12]})",
+                    where=self.root,
+                    field=f"teacher.{key}",
+                )
 
     def _open(self, shard: dict):
         path = self.root / shard["file"]
@@ -146,7 +279,7 @@ class TeacherCache:
     def get(self, clip: str) -> dict[str, torch.Tensor]:
         """Every field of one clip (float16), shapes checked against the index."""
         if clip not in self.where:
-            raise KeyError(f"clip {clip!r} is not in the cache at {self.root}")
+            raise InputError(f"clip {clip!r} is not in the cache", where=self.root)
         shard = self.where[clip]
         out = {}
         with self._open(shard) as f:
@@ -160,36 +293,75 @@ class TeacherCache:
                 out[name] = tensor
         return out
 
-    def latents(self, clip: str) -> list[torch.Tensor]:
-        fields = self.get(clip)
-        return [fields[k] for k in sorted(fields) if k.startswith("latent")]
+    def signals(self, clips: list[str | None], frame_indices: list | None = None) -> TeacherSignals:
+        """`TeacherSignals` for a batch: sample i has them when clips[i] is cached. With
+        `frame_indices` (per sample, the video frames the student sees), a cached clip whose
+        signals were computed on other frames is refused, naming the clip."""
+        has = [c is not None and c in self.where for c in clips]
+        chosen = [c for c, h in zip(clips, has, strict=True) if h]
+        if frame_indices is not None:
+            for clip, mine, h in zip(clips, frame_indices, has, strict=True):
+                theirs = self.frame_indices.get(clip) if h else None
+                if theirs is not None and [int(i) for i in mine] != theirs:
+                    raise InputError(
+                        f"clip {clip!r}: the run samples frames {[int(i) for i in mine]} but "
+                        f"the cache's signals are of frames {theirs}",
+                        where=self.root,
+                        field="frames",
+                    )
+        fields = [self.get(c) for c in chosen]
 
-    def maps(self, clip: str) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.get(clip).items() if not k.startswith("latent")}
+        def stacked(name: str) -> torch.Tensor:
+            return torch.stack([f[name] for f in fields]).float()
+
+        names = [k for k in self.shapes if not k.startswith("latent")]
+        return TeacherSignals(
+            [stacked(latent_name(i)) for i in range(self.hooks)] if fields else [],
+            {k: stacked(k) for k in names} if fields else {},
+            torch.tensor(has, dtype=torch.bool),
+            self.motion_is_logits,
+            [self.frame_indices.get(c, []) for c in chosen],
+            self.teacher,
+        )
 
 
 def build_cache(
     source, clips, out: str | Path, shard_clips: int = 64, batch: int = 4, progress: bool = True
 ) -> TeacherCache:
-    """Cache `source`'s outputs for `clips` (objects with .name, .video (T, 3, S, S) and, for
-    the oracle, .maps). `source` is a Teacher or the string "oracle". This process handles its
-    rank's share (rank::world_size)."""
+    """Cache `source`'s outputs for `clips` (`r4d.teacher.data.Clip`s; the oracle's with their
+    maps). `source` is a Teacher or the string "oracle". This process handles its rank's share
+    (rank::world_size)."""
     rank, world_size = dist_rank()
     mine = clips[rank::world_size]
-    oracle = source == "oracle"
     first = _fields(source, mine[:1])[0] if mine else {}
     shapes = {k: list(v.shape) for k, v in first.items()}
-    meta = {"source": "oracle" if oracle else "teacher", "world_size": world_size}
-    if not oracle:
-        meta["config"] = asdict(source.config)
-    writer = CacheWriter(out, shapes, meta, rank, shard_clips)
+    hooks = 0 if source == "oracle" else len(source.config.hooks)
+    writer = CacheWriter(
+        out, shapes, teacher_identity(source), hooks, rank, shard_clips, world_size
+    )
     todo = [c for c in mine if c.name not in writer.done()]
     for a in tqdm(range(0, len(todo), batch), desc=f"cache r{rank}", disable=not progress):
         chunk = todo[a : a + batch]
         for clip, fields in zip(chunk, _fields(source, chunk), strict=True):
-            writer.add(clip.name, fields)
+            writer.add(clip.name, fields, clip.frame_indices)
     writer.flush()
     return TeacherCache(out)
+
+
+def cache_world(
+    source: Teacher | str,
+    world: str | Path,
+    out: str | Path,
+    shard_clips: int = 64,
+    batch: int = 4,
+    progress: bool = True,
+) -> TeacherCache:
+    """Cache every scene of a world: `source` a Teacher, or "oracle" (the world's exact maps at
+    the tiny teacher's sizes)."""
+    oracle = source == "oracle"
+    config = PRESETS["tiny"]() if oracle else source.config
+    clips = [load_clip(f, config, with_maps=oracle) for f in scene_folders(world)]
+    return build_cache(source, clips, out, shard_clips, batch, progress)
 
 
 @torch.no_grad()
@@ -202,7 +374,7 @@ def _fields(source, clips) -> list[dict[str, torch.Tensor]]:
     out = source(torch.stack([c.video for c in clips]).to(device))
     fields = []
     for b in range(len(clips)):
-        entry = {f"latent{i}": x[b] for i, x in enumerate(out.latents)}
+        entry = {latent_name(i): x[b] for i, x in enumerate(out.latents)}
         entry.update({k: v[b] for k, v in out.maps.items()})
         fields.append(entry)
     return fields

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from r4d.errors import InputError
 from r4d.io.video import read_frames
 from r4d.teacher.config import TeacherConfig
 from r4d.world.bench import split_of
@@ -31,6 +32,7 @@ class Clip:
     name: str  # the scene folder's name
     video: torch.Tensor  # (T, 3, S, S) in [0, 1]
     maps: dict[str, torch.Tensor]  # exact targets (see the module docstring)
+    frame_indices: list[int]  # the video frames sampled (the scene's `frame_indices`)
 
 
 def exact_maps(scene: Scene, times: np.ndarray, config: TeacherConfig) -> dict[str, torch.Tensor]:
@@ -58,11 +60,13 @@ def load_clip(folder: Path, config: TeacherConfig, with_maps: bool = True) -> Cl
     signals = load_signals(folder / "signals.safetensors")
     times, indices = signals["times"], signals["frame_indices"]
     if len(times) != config.frames:
-        raise ValueError(f"{folder}: {len(times)} sampled frames, the teacher takes "
-                         f"{config.frames}")  # fmt: skip
+        raise InputError(
+            f"{len(times)} sampled frames, the teacher takes {config.frames}",
+            where=folder / "signals.safetensors",
+        )
     video = clip_video(read_frames(folder / "video.mp4", indices), config.image_size)
     maps = exact_maps(scene, times, config) if with_maps else {}
-    return Clip(folder.name, video, maps)
+    return Clip(folder.name, video, maps, [int(i) for i in indices])
 
 
 def scene_folders(world: str | Path, split: str | None = None) -> list[Path]:

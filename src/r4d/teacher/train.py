@@ -6,30 +6,29 @@ Losses, per batch of clips:
 - flow: end-point error (pixels) over frames 1..T-1 (frame 0 has no previous frame);
 - motion: binary cross-entropy on the logits, moving pixels weighted MOTION_POS_WEIGHT;
 - camray: L1 on the six Plucker channels.
-The total weighs them by `TrainSettings.weights`. A checkpoint folder (model, optimiser,
-schedule, step, both random generators; `trainer.pt` holds only tensors and numbers, read with
-`weights_only=True`) is written atomically every `checkpoint_every` steps; a rerun continues
-from the latest and ends with the same weights as an uninterrupted run.
+The total weighs them by `TrainSettings.weights`. Training runs the student's loop
+(`r4d.train.loop.fit`: the same DataLoader stream, checkpoint format `OUT/checkpoints/step-N/`
+and resume), so a rerun continues from the latest checkpoint and ends with the same weights as
+an uninterrupted run; `OUT/teacher/` and `OUT/train.json` appear at the end.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from accelerate.utils import set_seed
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from r4d.io.atomic import atomic_dir, write_text
+from r4d.io.atomic import write_text
 from r4d.teacher.config import PRESETS
 from r4d.teacher.data import Clip, load_clip, scene_folders
 from r4d.teacher.model import Teacher
+from r4d.train.loop import LoopSettings, fit, make_accelerator
 
 MOTION_POS_WEIGHT = 4.0
 SILOG_LAMBDA = 0.85
@@ -75,33 +74,6 @@ def stack(clips: list[Clip]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     return video, maps
 
 
-def _save_checkpoint(out: Path, model, optimiser, schedule, step, rng, losses) -> None:
-    """Write out/checkpoint-<step> whole (atomically), then drop the older ones."""
-    with atomic_dir(out / f"checkpoint-{step:06d}") as tmp:
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
-        torch.save(
-            {
-                "optimiser": optimiser.state_dict(),
-                "schedule": schedule.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-            },
-            tmp / "trainer.pt",
-        )
-        write_text(
-            tmp / "state.json",
-            json.dumps({"step": step, "numpy_rng": rng.bit_generator.state, "losses": losses})
-            + "\n",
-        )
-    for old in sorted(out.glob("checkpoint-*"))[:-1]:
-        shutil.rmtree(old)
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    found = sorted(p for p in out.glob("checkpoint-*") if (p / "state.json").is_file())
-    return found[-1] if found else None
-
-
 def train_teacher(
     world: str | Path,
     out: str | Path,
@@ -119,49 +91,43 @@ def train_teacher(
     if clips is None:
         folders = scene_folders(world, "train")
         clips = [load_clip(f, config) for f in tqdm(folders, desc="clips", disable=not progress)]
-    torch.manual_seed(settings.seed)
+    accelerator = make_accelerator()
+    set_seed(settings.seed)
     model = Teacher(config)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
     schedule = get_cosine_schedule_with_warmup(optimiser, settings.warmup, settings.steps)
-    rng = np.random.default_rng(settings.seed)
-    step, losses = 0, []
-    checkpoint = latest_checkpoint(out)
-    if checkpoint is not None:
-        state = json.loads((checkpoint / "state.json").read_text())
-        model.load_state_dict(load_file(str(checkpoint / "model.safetensors")))
-        trainer = torch.load(checkpoint / "trainer.pt", weights_only=True)
-        optimiser.load_state_dict(trainer["optimiser"])
-        schedule.load_state_dict(trainer["schedule"])
-        torch.set_rng_state(trainer["torch_rng"])
-        rng.bit_generator.state = state["numpy_rng"]
-        step, losses = state["step"], state["losses"]
-    model.train()
-    bar = tqdm(
-        total=settings.steps, initial=step, desc="teacher", unit="step", disable=not progress
+    device = accelerator.device
+
+    def loss_fn(model, batch):
+        video, true = batch
+        parts = teacher_losses(
+            model(video.to(device)).maps, {k: v.to(device) for k, v in true.items()}
+        )
+        return sum(settings.weights[k] * v for k, v in parts.items()), parts
+
+    def draw(rng, n):
+        return rng.choice(len(clips), n, replace=False).tolist()
+
+    loop = LoopSettings(
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        checkpoint_every=settings.checkpoint_every,
+        log_every=1,
+        keep=1,
+        desc="teacher",
     )
-    last = min(settings.steps, stop_at or settings.steps)
-    while step < last:
-        picks = rng.choice(len(clips), settings.batch_size, replace=False)
-        video, true = stack([clips[i] for i in picks])
-        parts = teacher_losses(model(video).maps, true)
-        loss = sum(settings.weights[k] * v for k, v in parts.items())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        schedule.step()
-        optimiser.zero_grad()
-        step += 1
-        losses.append({k: round(v.item(), 5) for k, v in parts.items()})
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % settings.checkpoint_every == 0 or step == last:
-            _save_checkpoint(out, model, optimiser, schedule, step, rng, losses)
-    bar.close()
+    step = fit(
+        accelerator, model, optimiser, schedule, clips, draw, stack, loss_fn, out, loop,
+        stop_at, progress,
+    )  # fmt: skip
     if step < settings.steps:
         return {"stopped_at": step}
-    model.save_pretrained(out / "teacher")
+    accelerator.unwrap_model(model).save_pretrained(out / "teacher")
+    rows = [json.loads(r) for r in (out / "log.jsonl").read_text().splitlines()]
+    losses = [{k: round(r[k], 5) for k in r if k not in ("step", "lr", "seconds")} for r in rows]
     summary = {"settings": asdict(settings), "clips": len(clips), "losses": losses}
     write_text(out / "train.json", json.dumps(summary, indent=1) + "\n")
     return summary

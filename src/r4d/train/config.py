@@ -80,6 +80,7 @@ class TrainConfig:
     log_every: int = 10
     png_every: int = 100
     checkpoint_every: int = 100
+    workers: int = 2  # DataLoader processes building examples (0: the training process)
 
     def __post_init__(self):
         if self.trainable not in TRAINABLE:

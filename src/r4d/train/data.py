@@ -7,7 +7,11 @@ first, as a SoM image), "conversations": [{"from":
 "human", "value": "<video>\\n..."}, {"from": "gpt", "value": ...}]}` (the shape of the
 VSTI-Bench / SAT / RoboFAC / Wolf mixtures; media paths relative to `root`). Each example
 carries the key of its clip in the teacher cache (an R4D-Sim scene's name), or None.
-`Mixture` draws examples with a seeded generator whose state is saved with checkpoints.
+
+`Mixture` draws examples from the sources by weight with the generator it is given (the
+training loop seeds one per step); `ExampleDataset` builds the processor's inputs of an example
+(in DataLoader workers), and `StudentCollate` batches them with their `TeacherSignals` read from
+the cache. `text_corpus` is every text the student reads or writes, for its tokenizer.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from r4d.errors import InputError
-from r4d.io.r4d_bench import BenchItem, load_split
-from r4d.model.data import _video, item_sample
-from r4d.model.processor import Sample, StudentProcessor
+from r4d.io.r4d_bench import BenchItem, format_prompt, load_split
+from r4d.model.answer import option_text
+from r4d.model.data import item_sample, sampled_video
+from r4d.model.processor import SYSTEM, Sample, StudentProcessor
+from r4d.teacher.cache import TeacherCache
 
 _PLACEHOLDER = re.compile(r"<(video|image)>\s*")
 
@@ -86,37 +94,93 @@ def example_sample(ex: Example, processor: StudentProcessor, frames: int) -> Sam
     row = ex.item
     question = _PLACEHOLDER.sub("", row["conversations"][0]["value"]).strip()
     answer = str(row["conversations"][1]["value"])
-    som = None
+    som, indices = None, None
     if row.get("video"):
-        clip, times, duration, fps = _video(str(ex.root / row["video"]), frames)
+        video = sampled_video(str(ex.root / row["video"]), frames)
+        clip, times, duration, fps = video.frames, video.times, video.duration, video.fps
+        indices = [int(i) for i in video.indices]
         if row.get("image"):  # an image beside a video is shown first, as a SoM image is
             som = np.asarray(Image.open(ex.root / row["image"]).convert("RGB"))
     else:
         clip = np.asarray(Image.open(ex.root / row["image"]).convert("RGB"))[None]
         times, duration, fps = [0.0], None, None
-    return processor.build(question, clip, times, None, som, None, duration, fps, answer)
+    sample = processor.build(question, clip, times, None, som, None, duration, fps, answer)
+    sample.frame_indices = indices
+    return sample
+
+
+def text_corpus(sources: list[list[Example]]):
+    """Every text the student will read or write for these examples (tokenizer training)."""
+    yield SYSTEM
+    for examples in sources:
+        for ex in examples:
+            if ex.kind == "r4dsim":
+                item = ex.item
+                yield format_prompt(item.question, item.options, item.som_image is not None)
+                yield format_prompt(item.question_raw, item.options, False)
+                yield option_text(item.answer_index, item.answer)
+            else:
+                for turn in ex.item["conversations"][:2]:
+                    yield str(turn["value"])
 
 
 class Mixture:
     """Draws examples: a source with probability proportional to its weight, then an example
-    uniformly. `state()` / `load_state()` make the stream resumable."""
+    uniformly. Indices are into `examples`, the sources one after another."""
 
-    def __init__(self, sources: list[list[Example]], weights: list[float], seed: int):
+    def __init__(self, sources: list[list[Example]], weights: list[float]):
         if not sources or any(not s for s in sources):
             raise InputError("every data source needs at least one example", field="data")
-        self.sources = sources
+        self.examples = [ex for s in sources for ex in s]
+        self.offsets = np.cumsum([0] + [len(s) for s in sources[:-1]])
+        self.sizes = [len(s) for s in sources]
         self.p = np.asarray(weights, dtype=float) / float(np.sum(weights))
-        self.rng = np.random.default_rng(seed)
 
-    def draw(self, n: int) -> list[Example]:
+    def draw(self, rng: np.random.Generator, n: int) -> list[int]:
         picks = []
         for _ in range(n):
-            source = self.sources[int(self.rng.choice(len(self.sources), p=self.p))]
-            picks.append(source[int(self.rng.integers(len(source)))])
+            source = int(rng.choice(len(self.sizes), p=self.p))
+            picks.append(int(self.offsets[source]) + int(rng.integers(self.sizes[source])))
         return picks
 
-    def state(self) -> dict:
-        return self.rng.bit_generator.state
 
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state
+class ExampleDataset(Dataset):
+    """Example i of a mixture as the processor's inputs (with its answer as the target)."""
+
+    def __init__(self, examples: list[Example], processor: StudentProcessor, frames: int):
+        self.examples, self.processor, self.frames = examples, processor, frames
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> tuple[Sample, str | None]:
+        ex = self.examples[i]
+        return example_sample(ex, self.processor, self.frames), ex.clip
+
+
+class StudentCollate:
+    """A list of (Sample, clip) -> {"batch": the processor's tensors, "signals": the teacher's
+    `TeacherSignals` for the batch from `cache` (None without a cache), "clips": the keys}.
+    The cache refuses a clip whose signals are of other frames than the sample shows; the
+    error is returned, for the training loop to raise (`r4d.train.loop.fit`)."""
+
+    def __init__(self, processor: StudentProcessor, cache: TeacherCache | None):
+        self.processor, self.cache = processor, cache
+
+    def __call__(self, items: list[tuple[Sample, str | None]]) -> dict | InputError:
+        samples, clips = [s for s, _ in items], [c for _, c in items]
+        signals = None
+        if self.cache is not None:
+            try:
+                signals = self.cache.signals(clips, [s.frame_indices for s in samples])
+            except InputError as err:
+                return err
+        return {"batch": self.processor.collate(samples), "signals": signals, "clips": clips}
+
+
+def to_device(batch: dict, device) -> dict:
+    """The processor's batch (tensors and the regions dict of tensors) on `device`."""
+    return {
+        k: v.to(device) if torch.is_tensor(v) else {n: t.to(device) for n, t in v.items()}
+        for k, v in batch.items()
+    }

@@ -9,6 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from r4d.io.atomic import atomic_path
+from r4d.teacher.cache import TeacherSignals
 from r4d.world.sheet import depth_image, flow_image
 
 SIGNALS = ("depth", "flow", "motion")
@@ -21,7 +22,7 @@ def _motion(x: torch.Tensor, is_logits: bool) -> np.ndarray:
 
 @torch.no_grad()
 def decoded_png(
-    model, batch: dict, teacher: dict, has, path: Path, frames=(3, 8, 13), truth=None
+    model, batch: dict, signals: TeacherSignals, path: Path, frames=(3, 8, 13), truth=None
 ) -> None:
     """For the first sample with teacher signals: rows are frames; per signal in SIGNALS, the
     student's P_m decoded by D_m from its latents (S), the teacher's P_m (T) and, when `truth`
@@ -34,19 +35,20 @@ def decoded_png(
         regions=batch.get("regions"),
         output_hidden_states=True,
     )
+    has = signals.has
     first = int(has.nonzero()[0])
     latents = model.student_latents(
         out.hidden_states[-1][first : first + 1], out.visual_mask[first : first + 1]
     )
-    mine = model.teacher.decode([x.float() for x in latents], SIGNALS)
+    mine = model.heads.decode([x.float() for x in latents], SIGNALS)
     index = int(has[: first + 1].sum()) - 1
     sources = {"S": {k: v[0] for k, v in mine.items()}}
-    sources["T"] = {k: v[index] for k, v in teacher["maps"].items()}
+    sources["T"] = {k: v[index] for k, v in signals.maps.items()}
     if truth is not None:
         sources["W"] = truth
     logits = {
         "S": True,
-        "T": bool(((sources["T"]["motion"] < 0) | (sources["T"]["motion"] > 1)).any()),
+        "T": signals.motion_is_logits,
         "W": False,
     }
     labels = [f"{signal} {who}" for signal in SIGNALS for who in sources]

@@ -1,0 +1,230 @@
+"""The one training loop, checkpointer and data stream of r4d, on Accelerate.
+
+The student's SFT / P4D training (`r4d.train.trainer`) and the teacher's (`r4d.teacher.train`)
+both run `fit`. One optimisation step: `grad_accum` micro-batches, each drawn by a
+`StepSampler` from a generator seeded by (seed, step, micro-batch), so the data of step s does
+not depend on what came before and a resumed run draws exactly what an uninterrupted one
+would; every process keeps its own slice of the global batch; gradients are clipped and AdamW
+steps under the given schedule. Examples are built by a `Dataset` in `DataLoader` workers
+(pinned memory on a GPU), not on the training thread; a collate that finds bad input returns
+the `InputError` instead of raising it in the worker, and `fit` raises it as itself.
+
+Checkpoints: `OUT/checkpoints/step-<N>/`, written whole under a temporary name and renamed,
+holding `Accelerator.save_state` (weights, optimiser, schedule, every process's random
+generators) and `trainer.json` (the step); the last `keep` are kept. A rerun resumes from the
+latest and ends with the same weights as an uninterrupted run. Logs: `OUT/log.jsonl` (rows
+after the resumed step, from a run killed between checkpoints, are dropped on resume) and
+TensorBoard scalars under `OUT/tb`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from r4d.io.atomic import write_text
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class LoopSettings:
+    steps: int
+    batch_size: int  # per process and micro-batch
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    keep: int = 2  # checkpoints kept
+    workers: int = 0  # DataLoader worker processes (0: the training process builds batches)
+    desc: str = "train"
+
+
+class StepSampler(Sampler):
+    """Micro-batches of dataset indices for steps start .. steps - 1 of this process.
+
+    `draw(rng, n)` returns n indices of a global micro-batch; the generator is seeded by
+    (seed, step, micro-batch), and process `rank` of `world` keeps its contiguous slice."""
+
+    def __init__(
+        self,
+        draw: Callable[[np.random.Generator, int], list[int]],
+        settings: LoopSettings,
+        start: int,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        self.draw, self.settings, self.start = draw, settings, start
+        self.rank, self.world = rank, world
+
+    def __len__(self) -> int:
+        return (self.settings.steps - self.start) * self.settings.grad_accum
+
+    def __iter__(self):
+        per = self.settings.batch_size
+        for step in range(self.start, self.settings.steps):
+            for micro in range(self.settings.grad_accum):
+                rng = np.random.default_rng([self.settings.seed, step, micro])
+                picks = self.draw(rng, per * self.world)
+                yield [int(i) for i in picks[self.rank * per : (self.rank + 1) * per]]
+
+
+def make_accelerator(precision: str = "auto", grad_accum: int = 1) -> Accelerator:
+    """`precision` "auto": bf16 on a GPU, fp32 on a CPU; or "no" / "bf16" / "fp16"."""
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() else "no"
+    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=precision)
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    done = sorted(
+        p for p in (Path(out) / CHECKPOINTS).glob("step-*") if (p / "trainer.json").is_file()
+    )
+    return done[-1] if done else None
+
+
+def save_checkpoint(accelerator: Accelerator, out: Path, step: int, keep: int) -> None:
+    root = out / CHECKPOINTS
+    final = root / f"step-{step:07d}"
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        write_text(tmp / "trainer.json", json.dumps({"step": step}) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        done = sorted(p for p in root.glob("step-*") if p.suffix != ".tmp")
+        for old in done[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+class Logger:
+    """JSONL rows and TensorBoard scalars, from the main process only."""
+
+    def __init__(self, out: Path, main: bool, resumed_at: int):
+        self.main = main
+        if not main:
+            return
+        path = out / "log.jsonl"
+        if path.is_file():  # rows past the checkpoint a killed run resumes from are redone
+            kept = [r for r in path.read_text().splitlines() if json.loads(r)["step"] <= resumed_at]
+            write_text(path, "".join(r + "\n" for r in kept))
+        self.writer = SummaryWriter(str(out / "tb"))
+        self.jsonl = open(path, "a")  # kept open for the run; closed in close()
+
+    def log(self, step: int, parts: dict, lr: float, seconds: float, every: int) -> None:
+        if not self.main:
+            return
+        for k, v in parts.items():
+            self.writer.add_scalar(f"loss/{k}", v, step)
+        self.writer.add_scalar("lr", lr, step)
+        if step % every == 0 or step == 1:
+            row = {"step": step, "lr": lr, "seconds": round(seconds, 2)}
+            row.update({k: round(v, 6) for k, v in parts.items()})
+            self.jsonl.write(json.dumps(row) + "\n")
+            self.jsonl.flush()
+
+    def close(self) -> None:
+        if self.main:
+            self.writer.close()
+            self.jsonl.close()
+
+
+def fit(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    schedule,
+    dataset: Dataset,
+    draw: Callable[[np.random.Generator, int], list[int]],
+    collate: Callable,
+    loss_fn: Callable,
+    out: str | Path,
+    settings: LoopSettings,
+    stop_at: int | None = None,
+    progress: bool = True,
+    after_step: Callable | None = None,
+) -> int:
+    """Train (or resume) to `settings.steps`; returns the step reached. `stop_at` ends this run
+    after that step's checkpoint, as an interruption would.
+
+    `loss_fn(model, batch)` -> (loss, {part: tensor}); `after_step(step, model, batch)` runs
+    after each step (e.g. pictures). `model`, `optimiser` and `schedule` are not yet prepared."""
+    out = Path(out)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model, optimiser, schedule = accelerator.prepare(model, optimiser, schedule)
+    step = 0
+    latest = latest_checkpoint(out)
+    if latest is not None:
+        accelerator.load_state(str(latest))
+        step = json.loads((latest / "trainer.json").read_text())["step"]
+    last = min(settings.steps, stop_at or settings.steps)
+    sampler = StepSampler(
+        draw, settings, step, accelerator.process_index, accelerator.num_processes
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=settings.workers,
+        pin_memory=accelerator.device.type == "cuda",
+        persistent_workers=False,
+    )
+    logger = Logger(out, accelerator.is_main_process, step)
+    bar = tqdm(
+        total=settings.steps,
+        initial=step,
+        desc=settings.desc,
+        unit="step",
+        disable=not (progress and accelerator.is_main_process),
+    )
+    start = time.perf_counter()
+    model.train()
+    batches = iter(loader)
+    while step < last:
+        for _ in range(settings.grad_accum):
+            batch = next(batches)
+            if isinstance(batch, Exception):  # a collate's InputError, raised here as itself
+                raise batch
+            with accelerator.accumulate(model):
+                loss, parts = loss_fn(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
+                optimiser.step()
+                schedule.step()
+                optimiser.zero_grad()
+        step += 1
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        logger.log(
+            step,
+            {k: accelerator.reduce(v.detach(), "mean").item() for k, v in parts.items()},
+            schedule.get_last_lr()[0],
+            time.perf_counter() - start,
+            settings.log_every,
+        )
+        if after_step is not None:
+            after_step(step, accelerator.unwrap_model(model), batch)
+        if step % settings.checkpoint_every == 0 or step == last:
+            save_checkpoint(accelerator, out, step, settings.keep)
+    bar.close()
+    logger.close()
+    del batches
+    return step
