@@ -26,8 +26,10 @@ def side_by_side(runs: list[Path]) -> str:
         rows = [table(bench, s).splitlines() for s in summaries]
         lines = rows[0][:2] + [r[2] for r in rows]
         protocol = summaries[0]["protocol"]
-        blocks.append(
-            f"### {name} (frames {protocol['frames']}, prompt {protocol['prompt']})\n\n"
-            + "\n".join(lines)
-        )
+        notes = [f"frames {protocol['frames']}", f"prompt {protocol['prompt']}"]
+        if protocol.get("extras"):
+            notes.append("scoring " + "+".join(protocol["extras"]))
+        if protocol.get("judge"):
+            notes.append(f"judge {protocol['judge']}")
+        blocks.append(f"### {name} ({', '.join(notes)})\n\n" + "\n".join(lines))
     return "\n\n".join(blocks)

@@ -1,11 +1,14 @@
 """Running a benchmark: per-sample JSONL (resumable), a summary keyed like lmms-eval, a table.
 
 `samples.jsonl` gets one line per item as soon as it is scored: the raw outputs, what was
-extracted, the target, the score and the item's category and split. A rerun reads it, skips
-finished items and goes on (a line cut short by a kill is dropped first). `summary.json`
-holds `results[<benchmark>]` with keys `<metric>,none`, `<metric>_stderr,none` and
-`<metric>_<category>,none`, the scoring options used, and the counts; `table.md` the paper's
-layout for the benchmark.
+extracted, whether each was read from the text (`read`) or drawn by the protocol's fallback
+(`fallback`: "random", "A" or null), the target, the score and the item's category and split.
+A rerun reads it, skips finished items and goes on (a line cut short by a kill is dropped
+first). `summary.json` holds `results[<benchmark>]` with keys `<metric>,none`,
+`<metric>_stderr,none`, `<metric>_parse_rate,none` (the share of outputs whose answer was
+read, not drawn) and `<metric>_<category>,none`, the scoring options used (the protocol block:
+every named deviation from the official code that was on is listed in its `extras`), and the
+counts; `table.md` the paper's layout for the benchmark.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from r4d.eval.adapters import OpenAIJudge
 from r4d.eval.core import Benchmark, EvalItem, ScoringOptions
+from r4d.eval.spec import parse_spec
 from r4d.io.atomic import write_text
 
 
@@ -52,10 +57,19 @@ def evaluate(
     batch: int = 4,
     progress: bool = True,
     item_ids: set[str] | None = None,
+    judge=None,
 ) -> dict:
     """Evaluate `adapter` on `bench` from the files under `root` (only `item_ids`, if given);
-    returns the summary."""
+    returns the summary. With `options.judge`, a judge model (`judge`, else an `OpenAIJudge`
+    built from the spec) reads the outputs instead of the benchmark's rules."""
     options = options or bench.default_options()
+    bench.check_options(options)
+    if options.judge:
+        spec = parse_spec(options.judge, ("openai",), field="judge")
+        options = replace(options, judge=str(spec))
+        judge = judge or OpenAIJudge(spec.url, spec.name)
+    else:
+        judge = None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     items = [i for i in bench.load(root) if item_ids is None or i.id in item_ids][:limit]
@@ -82,8 +96,8 @@ def evaluate(
             texts = adapter.answer(requests)
             per_item: dict[str, list] = defaultdict(list)
             for (item, order, rep), request, text in zip(asks, requests, texts, strict=True):
-                extracted = bench.extract(text, request, options)
-                score = bench.score(item, request, extracted, options)
+                extracted = bench.extract(text, request, options, judge)
+                score = bench.score(item, request, extracted.value, options)
                 per_item[item.id].append((order, rep, text, extracted, score))
             for item in chunk:
                 row = _record(item, per_item[item.id], options)
@@ -114,7 +128,9 @@ def _record(item: EvalItem, answers: list, options: ScoringOptions) -> dict:
         "category": item.category,
         "split": item.split,
         "raw": [text for _, _, text, _, _ in answers],
-        "extracted": [extracted for _, _, _, extracted, _ in answers],
+        "extracted": [extracted.value for _, _, _, extracted, _ in answers],
+        "read": [extracted.read for _, _, _, extracted, _ in answers],
+        "fallback": [extracted.fallback for _, _, _, extracted, _ in answers],
         "target": target,
         "score": score,
         "correct": score == 1.0,
@@ -136,7 +152,10 @@ def aggregate(bench: Benchmark, rows: list[dict], options: ScoringOptions, model
         overall = float(np.mean(scores)) if scores else float("nan")
     stderr = float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else 0.0
     key = f"{bench.name}_{bench.metric}"
+    parse = parse_stats(rows)
     results = {f"{key},none": 100 * overall, f"{key}_stderr,none": 100 * stderr}
+    if parse["outputs"]:
+        results[f"{key}_parse_rate,none"] = parse["rate"]
     for cat, v in sorted(by_category.items()):
         results[f"{key}_{cat},none"] = 100 * float(np.mean(v))
     for split, v in sorted(by_split.items()):
@@ -147,9 +166,23 @@ def aggregate(bench: Benchmark, rows: list[dict], options: ScoringOptions, model
         "n_samples": {bench.name: len(rows)},
         "categories": {c: len(v) for c, v in sorted(by_category.items())},
         "chance": 100 * float(np.mean(chance)) if chance else None,
+        "parse": parse,
         "protocol": {"benchmark": bench.name, **asdict(options)},
         "model": model,
     }
+
+
+def parse_stats(rows: list[dict]) -> dict:
+    """Outputs, how many had their answer read (not drawn, not missing), the rate in percent,
+    and how many each fallback drew. Rows logged before `read` was recorded are left out."""
+    read = [r for row in rows for r in row.get("read", [])]
+    drawn: dict[str, int] = defaultdict(int)
+    for row in rows:
+        for name in row.get("fallback", []):
+            if name:
+                drawn[name] += 1
+    rate = 100 * sum(read) / len(read) if read else None
+    return {"outputs": len(read), "read": int(sum(read)), "rate": rate, "fallback": dict(drawn)}
 
 
 def table(bench: Benchmark, summary: dict) -> str:

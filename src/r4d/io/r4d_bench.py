@@ -3,9 +3,11 @@
 A benchmark root holds `videos/<benchmark>/*.mp4`, `clipped/<benchmark>/*.mp4`,
 `images/<benchmark>/<id>.png` (Set-of-Marks images) and one JSON list per split. Each item has
 the released fields `id, benchmark, task, video, source, som_image, question, question_raw,
-options, answer` (the answer is the option's text; the released file has the integer 0 for
-some counting answers). r4d adds optional fields (`regions` with COCO-RLE masks and boxes,
-`fps`, `duration`, `frame_timestamps`, `scene`, `split`, ...), kept in `BenchItem.extra`.
+options, answer` (the answer is the option's text). The released file mixes types: some ids
+are integers, and options and answers may be integers (Counting's 0) or null; `parse_item`
+reads them as the official loader does. r4d adds optional fields (`regions` with COCO-RLE masks
+and boxes, `fps`, `duration`, `frame_timestamps`, `scene`, `split`, ...), kept in
+`BenchItem.extra`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,19 @@ from typing import Any
 
 from r4d.errors import InputError
 from r4d.io.atomic import write_text
-from r4d.world.questions.question import TASKS, TIMEBENCH
+
+# The released R4D-Bench task strings, static then dynamic; TimeBench (paper A3) besides.
+STATIC_TASKS = ("3D Video Grounding", "Dimensional Measurement", "Spatial Relation")
+DYNAMIC_TASKS = (
+    "Translational",
+    "Rotational",
+    "Counting",
+    "False Positives",
+    "Speed & Acceleration",
+    "Displacement & Path Length",
+)
+TASKS = STATIC_TASKS + DYNAMIC_TASKS
+TIMEBENCH = "TimeBench"
 
 RELEASED_FIELDS = (
     "id",
@@ -91,14 +105,32 @@ def _fail(path, row_id, name, message) -> InputError:
     return InputError(message, where=f"{path} row {row_id}", field=name)
 
 
+def _answer_index(options: list, answer) -> int | None:
+    """The official loader's `options.index(answer)`: the first option equal to the answer
+    (so 0 matches 0 and null matches null); failing that, the first whose text is the answer's
+    text (r4d's own files write both as text); None when neither."""
+    if answer in options:
+        return options.index(answer)
+    texts = [str(o) for o in options]
+    return texts.index(str(answer)) if str(answer) in texts else None
+
+
 def parse_item(row: Any, path: str | Path, index: int) -> BenchItem:
-    """Validate one row of a benchmark file; errors name the file, the row's id and the field."""
+    """Validate one row of a benchmark file; errors name the file, the row's id and the field.
+
+    The released file's types are read as its official loader reads them: an integer id is
+    compared as text (`str(id)`); options and the answer may be text, numbers or null, shown
+    as `str(option)` ("0", "None"), and the answer's letter is that of `options.index(answer)`.
+    """
     if not isinstance(row, dict):
         raise InputError("expected an object", where=f"{path} row {index}")
     row_id = row.get("id", f"#{index}")
     for name in RELEASED_FIELDS:
         if name not in row:
             raise _fail(path, row_id, name, "missing")
+    row_id = row["id"]
+    if isinstance(row_id, int) and not isinstance(row_id, bool):
+        row = {**row, "id": str(row_id)}
     for name in ("id", "benchmark", "task", "video", "source", "question", "question_raw"):
         if not isinstance(row[name], str) or not row[name]:
             raise _fail(path, row_id, name, f"expected a non-empty string, got {row[name]!r}")
@@ -110,21 +142,28 @@ def parse_item(row: Any, path: str | Path, index: int) -> BenchItem:
     if not isinstance(options, list) or not 2 <= len(options) <= len(LETTERS):
         raise _fail(path, row_id, "options", f"expected a list of 2-{len(LETTERS)} options")
     for i, option in enumerate(options):
-        if isinstance(option, bool) or not isinstance(option, str | int | float):
-            raise _fail(path, row_id, f"options[{i}]", f"expected text or a number: {option!r}")
+        if option is not None and (
+            isinstance(option, bool) or not isinstance(option, str | int | float)
+        ):
+            raise _fail(
+                path, row_id, f"options[{i}]", f"expected text, a number or null: {option!r}"
+            )
     texts = [str(o) for o in options]
     if len(set(texts)) != len(texts):
         raise _fail(path, row_id, "options", "two options are the same")
     answer = row["answer"]
-    if isinstance(answer, bool) or not isinstance(answer, str | int | float):
-        raise _fail(path, row_id, "answer", f"expected text or a number: {answer!r}")
-    if str(answer) not in texts:
+    if answer is not None and (
+        isinstance(answer, bool) or not isinstance(answer, str | int | float)
+    ):
+        raise _fail(path, row_id, "answer", f"expected text, a number or null: {answer!r}")
+    found = _answer_index(options, answer)
+    if found is None:
         raise _fail(path, row_id, "answer", f"{answer!r} is not among the options")
     extra = {k: v for k, v in row.items() if k not in RELEASED_FIELDS}
     item = BenchItem(
         **{k: row[k] for k in RELEASED_FIELDS if k not in ("options", "answer")},
         options=texts,
-        answer=str(answer),
+        answer=texts[found],
         extra=extra,
     )
     _check_regions(item, path)

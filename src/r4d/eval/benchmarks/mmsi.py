@@ -67,6 +67,6 @@ class MMSIBench(Benchmark):
         images = [image(b) for b in item.images]
         return Request(item, f"{item.question}\n{POST_PROMPT}", images, options=item.options)
 
-    def extract(self, text: str, request: Request, options: ScoringOptions):
+    def parse(self, text: str, request: Request, options: ScoringOptions):
         pred = mmsi_extract(text)
         return pred.upper()[0] if pred else None

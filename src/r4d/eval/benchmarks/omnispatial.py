@@ -68,8 +68,5 @@ class OmniSpatial(Benchmark):
         prompt = f"{item.question}\n{listing}{FORMAT}"
         return Request(item, prompt, [image(item.images[0])], options=shown, order=order)
 
-    def extract(self, text: str, request: Request, options: ScoringOptions):
-        letter = omnispatial_extract(text)
-        if letter is None and options.fallback == "A":
-            return "A"
-        return letter
+    def parse(self, text: str, request: Request, options: ScoringOptions):
+        return omnispatial_extract(text)  # no match: the base class's fallback, "A"

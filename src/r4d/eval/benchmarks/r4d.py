@@ -1,29 +1,42 @@
 """R4D-Bench (released `test.json`), R4D-Sim (r4d's own) and TimeBench, one protocol family.
 
-R4D-Bench's protocol (its NVIDIA lmms-eval task; the 4D-RGPT repository has no evaluation
-code): 16 uniformly sampled frames; visuals = [SoM image, video]; the prompt = SoM preamble,
-question, "Options:" with "(A) ..." lines, "Answer with only the letter of the correct option."
-(`r4d.io.r4d_bench.format_prompt`); extraction in `r4d_extract`; no match: a random letter.
-Static = VG, DM, SR. Table: Avg | Sta | Dyn | VG DM SR | R C T | FP SA DP. The "4d-rgpt" prompt
-variant is the release's older data module: "These images are uniformly sampled from a video
-of {s} seconds." before the question, scored by the last-character rule. TimeBench (paper A3)
-asks "How much time has passed in the video?" with the true duration and distractors
-0.25x-4x, for R4D-Sim's TimeBench items or any folder of videos.
+R4D-Bench's protocol (its NVIDIA lmms-eval task): 16 uniformly sampled frames; visuals = [SoM
+image, video]; the prompt = SoM preamble, question, "Options:" with "(A) ..." lines, "Answer
+with only the letter of the correct option." (`r4d.io.r4d_bench.format_prompt`); extraction in
+`r4d_extract`; no match: a random letter (seeded by the item's id, so runs repeat). Static =
+VG, DM, SR. Table: Avg | Sta | Dyn | VG DM SR | R C T | FP SA DP.
+
+The "4d-rgpt" prompt variant is the release's older evaluation (`data/r4d_bench/datamodule.py`
+with `data/metrics/multiple_choice.py`): "These images are uniformly sampled from a video of
+{s} seconds." and a newline before the question; the answer is read with VILA's MMMU-style
+`parse_choice` (`mmmu_choice` here; no candidate: a random letter), and the last character of
+that letter is compared with the answer's.
+
+TimeBench (paper A3) asks "How much time has passed in the video?" with the true duration and
+distractors 0.25x-4x, for R4D-Sim's TimeBench items or any folder of videos.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from r4d.eval.core import LETTERS, Benchmark, EvalItem, Request, ScoringOptions, seeded_letter
+from r4d.errors import InputError
+from r4d.eval.core import LETTERS, Benchmark, EvalItem, Request, ScoringOptions
 from r4d.io.masks import decode_mask
-from r4d.io.r4d_bench import format_prompt, load_split
+from r4d.io.r4d_bench import (
+    DYNAMIC_TASKS,
+    STATIC_TASKS,
+    TASKS,
+    TIMEBENCH,
+    format_prompt,
+    load_split,
+)
 from r4d.io.video import probe, sample_uniform
-from r4d.world.questions.question import DYNAMIC_TASKS, STATIC_TASKS, TASKS, TIMEBENCH
 
 ABBREVIATIONS = {
     "3D Video Grounding": "VG",
@@ -46,6 +59,8 @@ PREFIXES = (
     "Best option:",
     "Answer:",
 )
+# parse_choice strips these from both ends of the response, one after another, in this order.
+EDGE_MARKS = (",", ".", "!", "?", ";", ":", "'")
 
 
 def r4d_extract(text: str, n_options: int) -> str | None:
@@ -63,12 +78,39 @@ def r4d_extract(text: str, n_options: int) -> str | None:
     return None
 
 
-def fallback(letter: str | None, item_id: str, n: int, options: ScoringOptions) -> str | None:
-    if letter is not None or options.fallback == "none":
-        return letter
-    if options.fallback == "A":
-        return "A"
-    return LETTERS[seeded_letter(item_id, n, options.seed)]
+def _last(candidates: list[str], text: str, needle) -> str:
+    """The candidate whose needle occurs last in text (the first such on a tie)."""
+    return max(candidates, key=lambda c: text.rfind(needle(c)))
+
+
+def mmmu_choice(text: str, options: list[str]) -> str | None:
+    """The letter VILA's MMMU-style `parse_choice` (llava/eval/mmmu_utils/eval_utils.py) reads,
+    without its random draw (None instead).
+
+    The response loses the EDGE_MARKS at both ends (each stripped in turn) and is padded with
+    one space each side. Candidates, case-sensitive, among the option letters: "(X)"; if none,
+    " X " (spaces only, so "B." inside a sentence or "B\n" is not one); if none and the
+    response has more than 5 whitespace-separated words, every option whose text occurs in it
+    (ignoring case). Several candidates: the one whose match occurs last.
+    """
+    response = text or ""
+    for mark in EDGE_MARKS:
+        response = response.strip(mark)
+    padded = f" {response} "
+    letters = LETTERS[: len(options)]
+    bracketed = [c for c in letters if f"({c})" in padded]
+    if bracketed:
+        return _last(bracketed, padded, lambda c: f"({c})")
+    spaced = [c for c in letters if f" {c} " in padded]
+    if spaced:
+        return _last(spaced, padded, lambda c: f" {c} ")
+    if len(padded.split()) > 5:
+        lowered = padded.lower()
+        by_letter = dict(zip(letters, (o.lower() for o in options), strict=True))
+        named = [c for c in letters if by_letter[c] in lowered]
+        if named:
+            return _last(named, lowered, by_letter.__getitem__)
+    return None
 
 
 class R4DBench(Benchmark):
@@ -109,7 +151,7 @@ class R4DBench(Benchmark):
         if options.prompt == "4d-rgpt":
             question = (
                 f"These images are uniformly sampled from a video of {info.duration:g} "
-                f"seconds. {question}"
+                f"seconds.\n{question}"
             )
         prompt = format_prompt(question, shown, som=bool(images))
         regions = None
@@ -124,15 +166,14 @@ class R4DBench(Benchmark):
     def default_options(self) -> ScoringOptions:
         return ScoringOptions(frames=16)
 
-    def extract(self, text: str, request: Request, options: ScoringOptions):
-        n = len(request.options)
-        if options.prompt == "4d-rgpt":  # scored by the last character of the output
-            return (text or "").strip() or None
-        return fallback(r4d_extract(text, n), request.item.id, n, options)
+    def parse(self, text: str, request: Request, options: ScoringOptions):
+        if options.prompt == "4d-rgpt":  # the older evaluation: parse_choice first
+            return mmmu_choice(text, request.options)
+        return r4d_extract(text, len(request.options))
 
     def score(self, item, request, extracted, options):
-        if options.prompt == "4d-rgpt":
-            options = ScoringOptions(**{**options.__dict__, "last_character": True})
+        if options.prompt == "4d-rgpt":  # ... then the last character of that letter
+            options = replace(options, last_character=True)
         return super().score(item, request, extracted, options)
 
     def table_columns(self):
@@ -163,8 +204,6 @@ class TimeBench(R4DBench):
 
         videos = sorted(p for p in root.rglob("*.mp4"))
         if not videos:
-            from r4d.errors import InputError
-
             raise InputError("no test.json and no .mp4 files to ask about", where=root)
         out = []
         for i, path in enumerate(videos):

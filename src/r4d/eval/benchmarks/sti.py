@@ -146,5 +146,9 @@ class STIBench(Benchmark):
             )
         return Request(item, prompt, [], frames, times, duration, sampled_fps, shown, None, order)
 
-    def extract(self, text: str, request: Request, options: ScoringOptions):
-        return sti_extract(text or "")
+    def parse(self, text: str, request: Request, options: ScoringOptions):
+        return sti_extract(text)
+
+    def was_read(self, value, request: Request) -> bool:
+        """Read when the character the last-character rule compares is an option letter."""
+        return bool(value) and value[-1] in request.item.extra["letters"]

@@ -4,10 +4,15 @@ Items (a JSON list or parquet): id, video_path, question_type, question, options
 choice only), ground_truth, mc_answer. Official protocol (its lmms-eval task): 32 frames;
 "These are frames of a video." + question + "Please answer the question using a single word or
 phrase." (numeric types) or + "Options:" + options + "Answer with the option's letter from the
-given choices directly." (multiple choice), joined by newlines. Parsing: the first word of the
-answer, trailing "." removed; multiple choice is right iff it equals the letter (ignoring
-case); numbers score MRA over thresholds 0.50, 0.55, ..., 0.95 (unparseable: 0). Overall: the
-unweighted mean of the per-question-type scores.
+given choices directly." (multiple choice), joined by newlines. Parsing (`vsibench_process_results`
+in its lmms-eval utils): the first space-separated word of the answer, trailing "." removed;
+multiple choice is right iff it equals the letter (ignoring case); numbers score MRA
+(`r4d.eval.core.mra`): thresholds np.linspace(0.5, 0.95, 10), right at theta iff
+|pred - gt| / gt <= 1 - theta, no epsilon, no rounding, divided by the signed ground truth, so
+a negative ground truth gives every parsed number full marks (the official behaviour, the
+default); the extra "abs-ground-truth" divides by |gt| instead. A ground truth of 0 scores 0
+(the official code raises ZeroDivisionError there); unparseable: 0. Overall: the unweighted
+mean of the per-question-type scores.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from pathlib import Path
 
 from r4d.errors import InputError
 from r4d.eval.benchmarks.common import need, read_rows, uniform_frames
-from r4d.eval.core import Benchmark, EvalItem, Request, ScoringOptions
+from r4d.eval.core import LETTERS, Benchmark, EvalItem, Request, ScoringOptions
 
 NUMERIC = ("camera_obj_abs_dist", "camera_displacement", "camera_obj_dist_change")
 PRE = "These are frames of a video."
+EXTRAS = {
+    "abs-ground-truth": "MRA divides by |ground truth| (the official code divides by the "
+    "signed ground truth, which gives full marks for any number when it is negative)",
+}
 
 
 def first_word(text: str) -> str:
@@ -30,6 +39,7 @@ def first_word(text: str) -> str:
 class VSTIBench(Benchmark):
     name = "vstibench"
     default_frames = 32
+    EXTRAS = EXTRAS
 
     def default_options(self) -> ScoringOptions:
         return ScoringOptions(frames=32, fallback="none", per_type_average=True)
@@ -84,7 +94,7 @@ class VSTIBench(Benchmark):
             )
         return Request(item, prompt, [], frames, times, duration, fps, item.options)
 
-    def extract(self, text: str, request: Request, options: ScoringOptions):
+    def parse(self, text: str, request: Request, options: ScoringOptions):
         word = first_word(text)
         if request.item.answer_value is None:
             return word.upper() or None
@@ -92,3 +102,8 @@ class VSTIBench(Benchmark):
             return float(word)
         except ValueError:
             return None
+
+    def was_read(self, value, request: Request) -> bool:
+        if request.item.answer_value is not None:
+            return value is not None
+        return value in tuple(LETTERS[: len(request.options)])

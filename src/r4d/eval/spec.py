@@ -1,0 +1,89 @@
+"""Model specs: the one parser of the strings `--model` (r4d eval) and `--vlm` (r4d curate) take.
+
+- `random`, `oracle`: the baselines; `scripted`: curation's rule-based VLM;
+- `openai:<model>@<base url>`: an OpenAI-compatible server (the url defaults to a local vLLM,
+  `DEFAULT_OPENAI_URL`);
+- `hf:<folder>`: a transformers image-text-to-text model;
+- anything else: an r4d student or NVILA-Lite folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from r4d.errors import InputError
+from r4d.eval import adapters
+
+DEFAULT_OPENAI_URL = "http://127.0.0.1:8000/v1"
+NAMED = ("random", "oracle", "scripted")
+KINDS = (*NAMED, "openai", "hf", "folder")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """`kind` is one of KINDS; `name` the served model (openai) or a folder (hf, folder)."""
+
+    kind: str
+    name: str = ""
+    url: str = ""  # openai only
+
+    def __str__(self) -> str:
+        if self.kind in NAMED:
+            return self.kind
+        if self.kind == "openai":
+            return f"openai:{self.name}@{self.url}"
+        if self.kind == "hf":
+            return f"hf:{self.name}"
+        return self.name
+
+
+def parse_spec(text: str, allowed: tuple[str, ...] = KINDS, field: str = "model") -> ModelSpec:
+    """The spec `text` names; an InputError (naming `field`) when it is empty, malformed or of
+    a kind not in `allowed`."""
+    text = text.strip()
+    if text in NAMED:
+        spec = ModelSpec(text)
+    elif text.startswith("openai:"):
+        model, _, url = text.removeprefix("openai:").partition("@")
+        if not model:
+            raise InputError(f"openai:<model>@<url> names no model: {text!r}", field=field)
+        spec = ModelSpec("openai", model, url or DEFAULT_OPENAI_URL)
+    elif text.startswith("hf:"):
+        if not text.removeprefix("hf:"):
+            raise InputError(f"hf:<folder> names no folder: {text!r}", field=field)
+        spec = ModelSpec("hf", text.removeprefix("hf:"))
+    elif text:
+        spec = ModelSpec("folder", text)
+    else:
+        raise InputError("empty model spec", field=field)
+    if spec.kind not in allowed:
+        raise InputError(
+            f"{text!r} is a {spec.kind} spec; this command takes {', '.join(allowed)}", field=field
+        )
+    return spec
+
+
+EVAL_KINDS = ("random", "oracle", "openai", "hf", "folder")
+
+
+def adapter_from_spec(spec: ModelSpec | str, mode: str = "score", cache: str | Path | None = None):
+    """The evaluation adapter a spec names. `mode` (score / generate) and `cache` (a teacher
+    cache folder, for 4D-Concat / 4D-PE students) apply to r4d students only."""
+    if isinstance(spec, str):
+        spec = parse_spec(spec, EVAL_KINDS)
+    if spec.kind == "random":
+        return adapters.RandomAdapter()
+    if spec.kind == "oracle":
+        return adapters.OracleAdapter()
+    if spec.kind == "openai":
+        return adapters.OpenAIAdapter(spec.url, spec.name)
+    if spec.kind in ("hf", "folder") and not Path(spec.name).is_dir():
+        raise InputError("no such model folder", where=spec.name, field="model")
+    if spec.kind == "hf":
+        return adapters.HFAdapter(spec.name)
+    if spec.kind == "folder":
+        if mode not in ("score", "generate"):
+            raise InputError(f"mode is score or generate, got {mode!r}", field="mode")
+        return adapters.R4DAdapter(spec.name, mode, cache=cache)
+    raise InputError(f"{spec} cannot be evaluated; one of {', '.join(EVAL_KINDS)}", field="model")
