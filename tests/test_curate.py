@@ -9,10 +9,22 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from transformers import (
+    BertConfig,
+    BertTokenizerFast,
+    GroundingDinoConfig,
+    GroundingDinoForObjectDetection,
+    Sam2Config,
+    Sam2Model,
+    SwinConfig,
+)
 
 from r4d.curate.backends import GroundingDinoSam2, ScriptedVLM, WorldRegions
 from r4d.curate.pipeline import Curation
 from r4d.curate.prompts import parse_extraction, parse_match
+from r4d.eval.adapters import OracleAdapter
+from r4d.eval.benchmarks import get_benchmark
+from r4d.eval.run import evaluate
 from r4d.io.masks import decode_mask, mask_box
 from r4d.io.r4d_bench import load_items
 
@@ -49,10 +61,6 @@ def test_curated_questions_and_regions_equal_the_worlds_own(curated, small_bench
 
 
 def test_the_harness_reads_the_curated_benchmark(curated):
-    from r4d.eval.adapters import OracleAdapter
-    from r4d.eval.benchmarks import get_benchmark
-    from r4d.eval.run import evaluate
-
     out, _ = curated
     summary = evaluate(
         OracleAdapter(), get_benchmark("r4d"), out, out / "eval", limit=8, progress=False
@@ -176,14 +184,6 @@ def test_prompt_parsers():
 
 
 def _tiny_gdino(path):
-    from transformers import (
-        BertConfig,
-        BertTokenizerFast,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        SwinConfig,
-    )
-
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "red", "box", "blue", "sphere"]
     (path / "vocab.txt").write_text("\n".join(words) + "\n")
     BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(str(path))
@@ -225,8 +225,6 @@ def _tiny_gdino(path):
 
 
 def _tiny_sam2(path):
-    from transformers import Sam2Config, Sam2Model
-
     backbone = {
         "model_type": "sam2_hiera_det_model",
         "hidden_size": 16,
@@ -259,16 +257,25 @@ def _tiny_sam2(path):
 
 
 def test_grounding_dino_and_sam2_plumbing(tmp_path):
-    """Tiny random models: boxes come out in pixels, thresholds filter, masks fit the frame."""
+    """Tiny random models: every query passes zero thresholds, a box threshold keeps exactly
+    the queries scoring above it, and each kept box becomes one detection (same class and
+    score, in order) whose SAM2 mask fits the frame."""
     (tmp_path / "gdino").mkdir()
     _tiny_gdino(tmp_path / "gdino")
     _tiny_sam2(tmp_path / "sam2")
     frame = np.random.default_rng(0).integers(0, 255, (48, 80, 3), dtype=np.uint8)
+    classes = ["red box", "blue sphere"]
     backend = GroundingDinoSam2(tmp_path / "gdino", tmp_path / "sam2", 0.0, 0.0)
-    boxes = backend.boxes(frame, ["red box", "blue sphere"])
-    assert len(boxes) == 12  # every query passes zero thresholds
-    assert all(cls in ("red box", "blue sphere") for cls, _, _ in boxes)
-    dets = backend.detect(None, frame, ["red box", "blue sphere"])
+    boxes = backend.boxes(frame, classes)
+    assert len(boxes) == 12  # one per query
+    assert all(cls in classes for cls, _, _ in boxes)
+    half = GroundingDinoSam2(tmp_path / "gdino", tmp_path / "sam2", 0.5, 0.0)
+    assert 0 < len(half.boxes(frame, classes)) < len(boxes)  # the tiny model's scores straddle it
+    assert half.boxes(frame, classes) == [b for b in boxes if b[1] >= 0.5]
+    dets = backend.detect(None, frame, classes)
+    assert [(d.id, d.cls, d.score) for d in dets] == [
+        (k, cls, pytest.approx(score)) for k, (cls, score, _) in enumerate(boxes)
+    ]
     for d in dets:
         mask = decode_mask(d.mask)
         assert mask.shape == (48, 80) and mask.any() and d.box == mask_box(d.mask)

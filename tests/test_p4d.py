@@ -16,6 +16,7 @@ from PIL import Image
 
 from r4d.errors import InputError
 from r4d.model import build_student
+from r4d.model.answer import option_text
 from r4d.model.modeling import R4DStudent, count_parameters
 from r4d.model.processor import StudentProcessor
 from r4d.model.tokenizer import train_tokenizer
@@ -344,8 +345,11 @@ def test_demo_then_reproduce_reuse_every_stage(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "$ r4d ask" in printed and f"truth: {summary['ask']['answer']}" in printed
     assert set(summary["rows"]) == {"Zero-shot", "4D-SFT", "P4D+TPE"}
-    figure = Image.open(summary["figure"])
-    assert figure.size == (9 * (64 + 2), 12 + 3 * (64 + 2))  # 3 signals x S/T/W, 3 frames
+    Image.open(summary["figure"]).verify()  # a whole PNG
+    asked = summary["ask"]
+    options = asked["student"]["options"]
+    assert asked["student"]["option"] in {option_text(i, o) for i, o in enumerate(options)}
+    assert asked["correct"] == (asked["student"]["choice"] == options.index(asked["answer"]))
     assert json.loads((tmp_path / "demo.json").read_text())["scene"] == summary["scene"]
 
     rows = ["4D-SFT", "P4D+TPE", "4D-PE"]

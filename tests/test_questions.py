@@ -11,8 +11,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from r4d.io.r4d_bench import TASKS, TIMEBENCH
 from r4d.world.files import load_signals
-from r4d.world.questions import TASKS, TIMEBENCH, SceneView, generate
+from r4d.world.questions import SceneView, generate
 from r4d.world.questions.options import MIN_RATIO, PositionBalancer, place_answer
 from r4d.world.questions.timebench import timebench
 from r4d.world.scene import Scene

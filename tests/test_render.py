@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import make_scene, obj
+from r4d.io.video import uniform_indices
 from r4d.world import sample_scene
 from r4d.world.kinematics import camera_pose, focal_px, intrinsics, object_pose, project
 from r4d.world.render import SKY, cast_rays, euler_yxz, render
@@ -106,8 +107,6 @@ def test_backward_flow_sends_points_where_they_truly_were(seed):
     """Re-projection error of p + flow against the point's true position in the previous sampled
     frame, at probes away from occlusion boundaries; a ray cast at p + flow in the previous frame
     must hit the same surface point (else the point was occluded and the probe is skipped)."""
-    from r4d.io.video import uniform_indices
-
     scene = sample_scene(seed)
     times = uniform_indices(scene.num_frames, 16)[:5] / scene.fps
     out = render(scene, times, H, W, signals=("flow", "ids", "depth"))
@@ -218,8 +217,6 @@ def test_hop_count_agrees_with_rendered_frames():
 
 
 def test_sampled_hops_are_countable_in_the_default_sixteen_frames():
-    from r4d.io.video import uniform_indices
-
     seen = 0
     for seed in range(300):
         scene = sample_scene(seed)

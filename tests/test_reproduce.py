@@ -11,7 +11,16 @@ import pytest
 
 from r4d.errors import InputError
 from r4d.p4d.recipes import recipe
-from r4d.reproduce import DIAGNOSIS, PRESETS, ROWS, _row_config, choose_rows, reproduce
+from r4d.reproduce import (
+    DIAGNOSIS,
+    PRESETS,
+    ROWS,
+    TABLES,
+    _row_config,
+    choose_rows,
+    report_groups,
+    reproduce,
+)
 from r4d.reproduce_report import T95, paired, paired_questions, run_folder
 
 
@@ -87,3 +96,21 @@ def test_diagnosis_rows_run_only_when_asked():
     assert names(choose_rows(None, True)) == names(ROWS) + names(DIAGNOSIS)
     assert names(choose_rows(["P4D 3x steps", "4D-SFT"], False)) == ["4D-SFT", "P4D 3x steps"]
     assert names(choose_rows(["P4D"], True)) == ["P4D", *names(DIAGNOSIS)]
+
+
+def test_every_row_is_in_its_table_and_tables_name_only_known_rows():
+    known = {"Zero-shot", *names(ROWS + DIAGNOSIS)}
+    keys = [t.key for t in TABLES]
+    assert len(keys) == len(set(keys))
+    assert {r.table for r in ROWS + DIAGNOSIS} <= set(keys)  # a new table key needs a Table
+    groups = dict(report_groups())
+    assert list(groups) == [t.title for t in TABLES]
+    for row in ROWS + DIAGNOSIS:
+        table = next(t for t in TABLES if t.key == row.table)
+        assert row.name in groups[table.title]
+    for title, members in groups.items():
+        assert set(members) <= known, title
+        assert len(members) == len(set(members)), title
+    core = report_groups()[0][1]  # the first table is the core comparison, also plotted
+    assert core == ["Zero-shot", "4D-SFT", "P4D", "P4D+TPE"]
+    assert groups["Time cues (Tab. 6, A3)"] == ["P4D", "P4D+marks", "P4D+prompt", "P4D+TPE"]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from r4d.errors import InputError
 from r4d.teacher.cache import CacheWriter, TeacherCache, build_cache
 from r4d.teacher.config import l4p_config, tiny_config
 from r4d.teacher.data import load_clip, scene_folders
-from r4d.teacher.evaluate import Metrics
+from r4d.teacher.evaluate import Metrics, evaluate, evaluate_on_world
 from r4d.teacher.l4p import convert_state_dict, load_l4p
 from r4d.teacher.model import Teacher
 from r4d.teacher.train import TrainSettings, teacher_losses, train_teacher
@@ -49,16 +51,39 @@ def test_output_shapes_for_both_presets():
 
 
 def test_hooks_are_the_chosen_block_outputs():
+    """F_4D at hook k is what encoder block k (1-based) puts out, caught by a forward hook, with
+    token (t, i, j) of the (T', h, w) grid at sequence position (t * h + i) * w + j; the clip
+    enters ImageNet-normalised (the channel means become 0, mean + std become 1)."""
     torch.manual_seed(0)
     config = tiny_config()
     config.hooks = [1, 3, 5, 6]
     teacher = Teacher(config)
-    video = torch.rand(1, 16, 3, 64, 64)
-    hidden = teacher.encoder(
-        pixel_values=(video - teacher.mean) / teacher.std, output_hidden_states=True
-    ).hidden_states
-    for latent, hook in zip(teacher.encode(video), config.hooks, strict=True):
-        assert torch.equal(latent.reshape(1, 512, 128), hidden[hook])
+    blocks, seen = {}, []
+
+    def keep(k):
+        def hook(module, args, out):
+            blocks[k] = out[0] if isinstance(out, tuple) else out
+
+        return hook
+
+    for k, block in enumerate(teacher.encoder.encoder.layer, start=1):
+        block.register_forward_hook(keep(k))
+    patches = teacher.encoder.embeddings.patch_embeddings.projection
+    patches.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    latents = teacher.encode(torch.rand(1, 16, 3, 64, 64))
+    t, h, w = config.grid
+    for latent, hook in zip(latents, config.hooks, strict=True):
+        assert tuple(latent.shape) == (1, t, h, w, 128)
+        for ti, i, j in [(0, 0, 1), (0, 1, 0), (1, 0, 0), (t - 1, h - 2, w - 3)]:
+            assert torch.equal(latent[0, ti, i, j], blocks[hook][0, (ti * h + i) * w + j])
+    assert not torch.equal(latents[0], latents[1])
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1).expand(1, 16, 3, 64, 64)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
+    seen.clear()
+    teacher.encode(mean)
+    teacher.encode(mean + std)
+    assert seen[0].abs().max() < 1e-6
+    assert torch.allclose(seen[1], torch.ones_like(seen[1]), atol=1e-5)
     with pytest.raises(InputError, match="hook 9"):
         config.hooks = [1, 2, 3, 9]
         config.__post_init__()
@@ -108,6 +133,23 @@ def test_metrics_of_a_perfect_and_a_trivial_prediction(clips):
     assert still.result()["motion_iou"] == 0
 
 
+def test_evaluation_step_writes_what_it_returns(small_world, tmp_path):
+    """`r4d teacher eval` and reproduce's stage: the first test / train scenes of the world,
+    the returned metrics equal to `evaluate` on those clips and to the JSON written."""
+    torch.manual_seed(0)
+    teacher = Teacher(tiny_config())
+    result = evaluate_on_world(teacher, small_world, tmp_path, 2, 3, figure_clips=1)
+    test = [load_clip(f, teacher.config) for f in scene_folders(small_world, "test")[:2]]
+    train = [load_clip(f, teacher.config) for f in scene_folders(small_world, "train")[:3]]
+    assert result == evaluate(teacher, test, train)
+    assert json.loads((tmp_path / "teacher_eval.json").read_text()) == result
+    assert (tmp_path / "teacher_eval.md").read_text().startswith("2 held-out scenes")
+    assert Image.open(tmp_path / "teacher_eval.png").format == "PNG"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no test-split scenes"):
+        evaluate_on_world(teacher, tmp_path / "empty", tmp_path / "out")
+
+
 def test_training_resumes_to_the_same_weights(clips, tmp_path):
     settings = TrainSettings(steps=4, batch_size=2, checkpoint_every=2, warmup=1)
     train_teacher(None, tmp_path / "straight", settings, progress=False, clips=clips)
@@ -119,7 +161,8 @@ def test_training_resumes_to_the_same_weights(clips, tmp_path):
     a = Teacher.from_pretrained(tmp_path / "straight" / "teacher").state_dict()
     b = Teacher.from_pretrained(tmp_path / "resumed" / "teacher").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert [p.name for p in (tmp_path / "resumed").glob("checkpoint-*")] == ["checkpoint-000004"]
+    kept = [p.name for p in (tmp_path / "resumed" / "checkpoints").glob("step-*")]
+    assert kept == ["step-0000004"]  # the same checkpoint format as the student's
 
 
 def test_cache_round_trip_resume_and_corruption(clips, tmp_path):
@@ -136,7 +179,7 @@ def test_cache_round_trip_resume_and_corruption(clips, tmp_path):
     for i, latent in enumerate(out.latents):
         assert torch.allclose(got[f"latent{i}"].float(), latent[0], atol=2e-3, rtol=2e-3)
     assert torch.allclose(
-        cache.maps(clips[4].name)["flow"].float(), out.maps["flow"][0], atol=2e-3, rtol=2e-3
+        cache.get(clips[4].name)["flow"].float(), out.maps["flow"][0], atol=2e-3, rtol=2e-3
     )
     assert cache.bytes_per_clip > 4 * 8 * 8 * 8 * 128 * 2  # the latents alone, float16
     shard = tmp_path / "cache" / "shard-r0-00001.safetensors"
@@ -157,9 +200,9 @@ def test_cache_files_round_trip_bit_exactly(tmp_path):
         for i in range(5)
     }
     shapes = {"latent0": [2, 3, 3, 4], "depth": [1, 2, 5, 5]}
-    writer = CacheWriter(tmp_path, shapes, {"source": "test"}, shard_clips=2)
-    for name, tensors in fields.items():
-        writer.add(name, tensors)
+    writer = CacheWriter(tmp_path, shapes, {"source": "test"}, hooks=1, shard_clips=2)
+    for i, (name, tensors) in enumerate(fields.items()):
+        writer.add(name, tensors, [i, i + 1])
     writer.flush()
     cache = TeacherCache(tmp_path)
     for name, tensors in fields.items():
@@ -167,7 +210,10 @@ def test_cache_files_round_trip_bit_exactly(tmp_path):
         assert all(torch.equal(got[k], v.half()) for k, v in tensors.items())
     assert len(list(tmp_path.glob("shard-*"))) == 3
     with pytest.raises(InputError, match="use another folder"):
-        CacheWriter(tmp_path, {"depth": [1, 2, 6, 6]}, {})
+        CacheWriter(tmp_path, {"depth": [1, 2, 6, 6]}, {"source": "test"}, hooks=1)
+    with pytest.raises(InputError, match="made with teacher"):
+        CacheWriter(tmp_path, shapes, {"source": "another"}, hooks=1)
+    assert cache.frame_indices["clip3"] == [3, 4]
 
 
 def test_ranks_split_the_clips_and_the_reader_joins_them(clips, tmp_path, monkeypatch):
@@ -181,7 +227,7 @@ def test_ranks_split_the_clips_and_the_reader_joins_them(clips, tmp_path, monkey
         "index-r0.json",
         "index-r1.json",
     }
-    assert torch.equal(cache.maps(clips[3].name)["depth"], clips[3].maps["depth"].half())
+    assert torch.equal(cache.get(clips[3].name)["depth"], clips[3].maps["depth"].half())
 
 
 def _as_l4p(teacher: Teacher) -> dict[str, torch.Tensor]:

@@ -138,14 +138,14 @@ def bench_build(
 @bench_app.command("stats")
 def bench_stats(root: Path = typer.Argument(..., help="A benchmark folder.")) -> None:
     """Questions per task and split, and how answers spread over option positions."""
+    from r4d.io.r4d_bench import KNOWN_TASKS
     from r4d.world.bench import SPLITS, stats
-    from r4d.world.questions import TASKS, TIMEBENCH
 
     table = stats(root)
     splits = [s for s in SPLITS if s in table["tasks"]]
     typer.echo("| task | " + " | ".join(splits) + " |")
     typer.echo("|---|" + "---:|" * len(splits))
-    for task in (*TASKS, TIMEBENCH):
+    for task in KNOWN_TASKS:
         counts = [str(table["tasks"][s].get(task, 0)) for s in splits]
         typer.echo(f"| {task} | " + " | ".join(counts) + " |")
     typer.echo(
@@ -180,54 +180,6 @@ def bench_blind(
         write_text(out.with_suffix(".json"), json.dumps(rows, indent=1) + "\n")
 
 
-student_app = typer.Typer(help="The 4D-RGPT student MLLM.", no_args_is_help=True)
-app.add_typer(student_app, name="student")
-
-
-@student_app.command("sft-smoke")
-def student_sft_smoke(
-    bench: Path = typer.Option(..., help="An R4D-Sim benchmark folder (train.json, val.json)."),
-    out: Path = typer.Option(..., help="Where the model and report go."),
-    steps: int = typer.Option(300, min=1),
-    batch_size: int = typer.Option(4, min=1),
-    lr: float = typer.Option(5e-4),
-    frames: int = typer.Option(16, min=1),
-    time_cue: list[str] = typer.Option(["tpe"], help="Time cues: tpe, marks, prompt."),
-    region_tokens: bool = typer.Option(False, help="Pool region masks into <obj_N>."),
-    val_per_task: int = typer.Option(30, min=1),
-    seed: int = typer.Option(0),
-) -> None:
-    """Train the tiny student for a few hundred steps and report val accuracy per task."""
-    from r4d.model.smoke import SmokeSettings, report_markdown, smoke_sft
-
-    settings = SmokeSettings(
-        steps,
-        batch_size,
-        lr,
-        min(20, steps // 10),
-        frames,
-        seed,
-        list(time_cue),
-        region_tokens,
-        val_per_task,
-    )
-    report = smoke_sft(bench, out, settings)
-    typer.echo(report_markdown(report))
-
-
-def _parse_region(text: str) -> tuple[str, tuple[float, float, float, float]]:
-    name, _, box = text.partition("=")
-    try:
-        x0, y0, x1, y1 = (float(v) for v in box.split(","))
-    except ValueError:
-        raise typer.BadParameter(
-            f"--region wants obj_N=x0,y0,x1,y1 (pixels), got {text!r}"
-        ) from None
-    if not name.startswith("obj_") or x1 <= x0 or y1 <= y0:
-        raise typer.BadParameter(f"--region wants obj_N=x0,y0,x1,y1 with x0<x1, y0<y1: {text!r}")
-    return f"<{name}>", (x0, y0, x1, y1)
-
-
 @app.command()
 def ask(
     question: str = typer.Argument(..., help="The question; regions are written <obj_1>, ..."),
@@ -240,41 +192,19 @@ def ask(
     raw: bool = typer.Option(False, help="Also print the raw generated text."),
 ) -> None:
     """Answer one question about a video: the chosen option (by option scoring)."""
-    import numpy as np
-    from PIL import Image
+    from r4d.ask import ask as ask_student
+    from r4d.ask import parse_region
 
-    from r4d.io.video import probe, sample_uniform
-    from r4d.model.answer import generate, letter_of, option_text, score_options
-    from r4d.model.modeling import R4DStudent
-    from r4d.model.processor import StudentProcessor
-
-    if (model / "llm").is_dir():
-        from r4d.model.nvila import load_nvila
-
-        student, tokenizer = load_nvila(model)
-    else:
-        student, tokenizer = R4DStudent.from_pretrained(model)
-    processor = StudentProcessor(tokenizer, student.config)
-    clip, times, _ = sample_uniform(video, frames)
-    info = probe(video)
-    boxes = dict(_parse_region(r) for r in region)
-    masks = {}
-    for token, (x0, y0, x1, y1) in boxes.items():
-        mask = np.zeros(clip.shape[1:3], bool)
-        mask[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))] = True
-        masks[token] = mask
-    picture = np.asarray(Image.open(som).convert("RGB")) if som else None
-    sample = processor.build(
-        question, clip, times, options or None, picture, masks or None, info.duration, info.fps
-    )
-    if options:
-        scores = score_options(student, processor, [sample], [options])[0]
-        best = int(scores.argmax())
-        typer.echo(option_text(best, options[best]))
-    if raw or not options:
-        text = generate(student, processor, [sample])[0]
-        picked = letter_of(text, len(options)) if options else None
-        typer.echo(f"raw: {text!r}" + (f" (names option {picked})" if picked is not None else ""))
+    try:
+        boxes = dict(parse_region(r) for r in region)
+    except InputError as err:
+        raise typer.BadParameter(err.reason, param_hint="--region") from None
+    answer = ask_student(question, model, video, som, boxes, options, frames, raw)
+    if answer.option is not None:
+        typer.echo(answer.option)
+    if answer.text is not None:
+        named = f" (names option {answer.names})" if answer.names is not None else ""
+        typer.echo(f"raw: {answer.text!r}{named}")
 
 
 teacher_app = typer.Typer(help="The 4D perception teacher (L4P-shaped).", no_args_is_help=True)
@@ -318,24 +248,11 @@ def teacher_eval(
     limit: int = typer.Option(0, help="Evaluate at most this many scenes (0: all)."),
 ) -> None:
     """Depth AbsRel / delta<1.25, flow EPE, motion IoU, camray angle against trivial baselines."""
-    import json
+    from r4d.teacher.evaluate import evaluate_on_world, table
 
-    from r4d.io.atomic import write_text
-    from r4d.teacher.data import load_clip, scene_folders
-    from r4d.teacher.evaluate import comparison_png, evaluate, table
-
-    model = _load_teacher(teacher)
-    test = scene_folders(world, "test")[: limit or None]
-    train = scene_folders(world, "train")[: max(limit, 64) if limit else None]
-    test_clips = [load_clip(f, model.config) for f in test]
-    train_clips = [load_clip(f, model.config) for f in train]
-    result = evaluate(model, test_clips, train_clips)
-    text = table(result)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "teacher_eval.md", f"{len(test_clips)} held-out scenes\n\n{text}\n")
-    write_text(out / "teacher_eval.json", json.dumps(result, indent=1) + "\n")
-    comparison_png(model, test_clips[:3], out / "teacher_eval.png")
-    typer.echo(text)
+    train_limit = max(limit, 64) if limit else None
+    result = evaluate_on_world(_load_teacher(teacher), world, out, limit or None, train_limit)
+    typer.echo(table(result))
 
 
 @teacher_app.command("cache")
@@ -349,17 +266,34 @@ def teacher_cache(
 ) -> None:
     """Precompute F_4D and P_m for every clip (float16, sharded, resumable). Under torchrun or
     `accelerate launch` each process caches its rank's share."""
-    from r4d.teacher.cache import build_cache
-    from r4d.teacher.config import tiny_config
-    from r4d.teacher.data import load_clip, scene_folders
+    from r4d.teacher.cache import cache_world
 
     if oracle == (teacher is not None):
         raise typer.BadParameter("give exactly one of --teacher and --oracle")
     source = "oracle" if oracle else _load_teacher(teacher)
-    config = tiny_config() if oracle else source.config
-    clips = [load_clip(f, config, with_maps=oracle) for f in scene_folders(world)]
-    cache = build_cache(source, clips, out, shard_clips, batch)
+    cache = cache_world(source, world, out, shard_clips, batch)
     typer.echo(f"{out}: {len(cache)} clips, {cache.bytes_per_clip / 1e6:.2f} MB a clip")
+
+
+@app.command("pretrain")
+def pretrain_command(
+    world: Path = typer.Option(..., help="A world folder (its train-split scenes' frames)."),
+    bench: Path = typer.Option(..., help="R4D-Sim folder with generic_train/val.json."),
+    out: Path = typer.Option(..., help="Where the stages and the base student (OUT/student) go."),
+    vision_steps: int = typer.Option(600, min=1, help="E_v 2D-perception steps."),
+    align_steps: int = typer.Option(600, min=1, help="E_p + LLM steps on generic questions."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Build the base student (the world's NVILA-Lite): E_v on per-frame 2D perception, then
+    E_p and the LLM aligned on generic questions; no depth, motion or time. A rerun resumes."""
+    import json
+
+    from r4d.train.pretrain import PretrainSettings, pretrain
+
+    settings = PretrainSettings(vision_steps=vision_steps, align_steps=align_steps, seed=seed)
+    summary = pretrain(world, bench, out, settings)
+    typer.echo(json.dumps({k: summary[k] for k in ("vision", "generic_val")}, indent=1))
+    typer.echo(f"base student: {out / 'student'}")
 
 
 @app.command("train")
@@ -392,22 +326,6 @@ def export_command(
     typer.echo(f"exported the student to {out}")
 
 
-def _adapter(spec: str, mode: str):
-    """random | oracle | openai:<model>@<base url> | hf:<folder> | an r4d / NVILA folder."""
-    from r4d.eval import adapters
-
-    if spec == "random":
-        return adapters.RandomAdapter()
-    if spec == "oracle":
-        return adapters.OracleAdapter()
-    if spec.startswith("openai:"):
-        model, _, url = spec.removeprefix("openai:").partition("@")
-        return adapters.OpenAIAdapter(url or "http://127.0.0.1:8000/v1", model)
-    if spec.startswith("hf:"):
-        return adapters.HFAdapter(spec.removeprefix("hf:"))
-    return adapters.R4DAdapter(spec, mode)
-
-
 @app.command("eval")
 def eval_command(
     model: str = typer.Option(
@@ -428,12 +346,20 @@ def eval_command(
     ),
     limit: int = typer.Option(0, help="Only the first N items (0: all)."),
     batch: int = typer.Option(4, min=1),
+    cache: Path = typer.Option(
+        None, help="A teacher cache (`r4d teacher cache`): 4D-Concat / 4D-PE students need it."
+    ),
+    scoring: list[str] = typer.Option(
+        [], help="A named deviation from the official scoring (repeatable; the benchmark's EXTRAS)."
+    ),
+    judge: str = typer.Option("", help="vlm4d: a judge model reads the answers, openai:<m>@<url>."),
 ) -> None:
     """Evaluate a model on a benchmark with its official protocol; a rerun resumes."""
     from dataclasses import replace
 
     from r4d.eval.benchmarks import get_benchmark
     from r4d.eval.run import evaluate
+    from r4d.eval.spec import adapter_from_spec
 
     benchmark = get_benchmark(bench)
     options = benchmark.default_options()
@@ -442,8 +368,11 @@ def eval_command(
         prompt=prompt,
         frames=frames or options.frames,
         fallback=fallback or options.fallback,
+        extras=tuple(scoring),
+        judge=judge or None,
     )
-    evaluate(_adapter(model, mode), benchmark, data, out, options, limit or None, batch)
+    adapter = adapter_from_spec(model, mode, cache)
+    evaluate(adapter, benchmark, data, out, options, limit or None, batch)
     typer.echo((out / "table.md").read_text())
 
 
@@ -498,25 +427,10 @@ def curate(
     force: bool = typer.Option(False, help="Redo the chosen stages for every item."),
 ) -> None:
     """Extract, detect & segment, mark, match, review, trim: the paper's curation pipeline."""
-    from r4d.curate import backends
+    from r4d.curate.backends import detector_from_spec, vlm_from_spec
     from r4d.curate.pipeline import Curation
 
-    if vlm == "scripted":
-        model = backends.ScriptedVLM()
-    elif vlm.startswith("openai:"):
-        name, _, url = vlm.removeprefix("openai:").partition("@")
-        model = backends.OpenAIVLM(url or "http://127.0.0.1:8000/v1", name)
-    elif vlm.startswith("hf:"):
-        model = backends.HFVLM(vlm.removeprefix("hf:"))
-    else:
-        raise typer.BadParameter(f"unknown --vlm {vlm!r}")
-    if detector == "world":
-        if world is None:
-            raise typer.BadParameter("--detector world needs --world")
-        finder = backends.WorldRegions(world)
-    else:
-        parts = dict(p.split(":", 1) for p in detector.split(","))
-        finder = backends.GroundingDinoSam2(parts["gdino"], parts["sam2"])
+    model, finder = vlm_from_spec(vlm), detector_from_spec(detector, world)
     counts = Curation(source, out, model, finder, reviewed).run(stages.split(","), force)
     for stage, outcome in counts.items():
         typer.echo(f"{stage:8s} " + ", ".join(f"{k}: {v}" for k, v in outcome.items()))

@@ -15,9 +15,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from r4d.ask import ask
 from r4d.io.atomic import write_text
+from r4d.io.masks import decode_mask
+from r4d.io.r4d_bench import load_split
+from r4d.model.processor import StudentProcessor
+from r4d.reproduce import reproduce
+from r4d.reproduce_report import by_row
+from r4d.teacher.cache import TeacherCache
+from r4d.teacher.data import exact_maps
+from r4d.train.data import example_sample, load_source
+from r4d.train.run import load_run
+from r4d.train.visualise import decoded_png
+from r4d.world.files import load_signals
+from r4d.world.scene import Scene
 
 ROWS = ["4D-SFT", "P4D+TPE"]
 
@@ -26,44 +38,31 @@ def decoded_figure(run: Path, world: Path, bench: Path, path: Path) -> str:
     """Fig. 5 on the world: the student of training run `run` on one R4D-Sim test question
     whose clip is cached, its latents decoded by D_m beside the teacher's P_m and the truth.
     Returns the clip (scene) name."""
-    from r4d.model.processor import StudentProcessor
-    from r4d.teacher.cache import TeacherCache
-    from r4d.teacher.data import exact_maps
-    from r4d.train.data import example_sample, load_source
-    from r4d.train.export import load_run
-    from r4d.train.trainer import _teacher_fields
-    from r4d.train.visualise import decoded_png
-    from r4d.world.files import load_signals
-    from r4d.world.scene import Scene
-
     model, tokenizer, config = load_run(run)
     model.eval()
     cache = TeacherCache(config.teacher.cache)
     examples = load_source({"kind": "r4dsim", "root": str(bench), "split": "test"})
     example = next(ex for ex in examples if ex.clip is not None and ex.clip in cache)
     processor = StudentProcessor(tokenizer, model.student.config)
-    batch = processor.collate([example_sample(example, processor, config.frames)])
-    teacher, has = _teacher_fields(cache, [example], torch.device("cpu"))
+    sample = example_sample(example, processor, config.frames)
+    signals = cache.signals([example.clip], [sample.frame_indices])
     folder = world / example.clip
     times = load_signals(folder / "signals.safetensors")["times"]
-    truth = exact_maps(Scene.load(folder / "scene.json"), times, model.teacher.config)
-    decoded_png(model, batch, teacher, has, path, truth=truth)
+    truth = exact_maps(Scene.load(folder / "scene.json"), times, model.heads.config)
+    decoded_png(model, processor.collate([sample]), signals, path, truth=truth)
     return example.clip
 
 
 def ask_example(student: Path, bench: Path) -> dict:
-    """One R4D-Sim test question put to `r4d ask`: its command line, the answer, the truth."""
-    from r4d.cli import ask
-    from r4d.io.masks import decode_mask
-    from r4d.io.r4d_bench import load_split
-
+    """One R4D-Sim test question put to the student as `r4d ask` would: the command line, the
+    true answer (`answer`, as in the benchmark), the student's (`student`, `r4d.ask.Answer`:
+    question, options, choice, scores) and whether it is `correct`."""
     asked = [i for i in load_split(bench, "test") if i.extra.get("regions")][:50]
     item = min(asked, key=lambda i: sum(len(o) for o in i.options))  # short enough to read
-    regions = []
+    boxes = {}
     for region in item.extra["regions"]:
-        ys, xs = np.nonzero(decode_mask(region["mask"]))
-        box = f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}"
-        regions.append(f"{region['token'].strip('<>')}={box}")
+        ys, xs = (v.tolist() for v in np.nonzero(decode_mask(region["mask"])))
+        boxes[region["token"]] = (min(xs), min(ys), max(xs) + 1, max(ys) + 1)
     som = bench / item.som_image if item.som_image else None
     command = [
         "r4d ask",
@@ -71,19 +70,23 @@ def ask_example(student: Path, bench: Path) -> dict:
         f"--model {student}",
         f"--video {bench / item.video}",
         *([f"--som {som}"] if som else []),
-        *(f"--region {r}" for r in regions),
+        *(f"--region {t.strip('<>')}={','.join(map(str, b))}" for t, b in boxes.items()),
         *(f"--options {shlex.quote(o)}" for o in item.options),
     ]
     print("$ " + " \\\n    ".join(command), flush=True)
-    ask(item.question, student, bench / item.video, som, regions, item.options, 16, False)
-    return {"question": item.question, "answer": item.answer, "task": item.task}
+    answer = ask(item.question, student, bench / item.video, som, boxes, item.options)
+    print(answer.option, flush=True)
+    return {
+        "command": " ".join(command),
+        "task": item.task,
+        "answer": item.answer,
+        "student": answer.to_dict(),
+        "correct": answer.choice == item.answer_index,
+    }
 
 
 def run_demo(out: str | Path, preset: str = "demo", progress: bool = True) -> dict:
     """Run (or resume) the demo; prints a summary and returns it."""
-    from r4d.reproduce import reproduce
-    from r4d.reproduce_report import by_row
-
     out = Path(out)
     start = time.perf_counter()
     results = reproduce(out, preset, seeds=1, rows=ROWS, progress=progress)
@@ -92,7 +95,8 @@ def run_demo(out: str | Path, preset: str = "demo", progress: bool = True) -> di
     scene = decoded_figure(out / "seed0" / "P4D+TPE", out / "world", out / "r4dsim", figure)
     print("[demo] one question to the P4D+TPE student:", flush=True)
     asked = ask_example(out / "seed0" / "P4D+TPE" / "student", out / "r4dsim")
-    print(f"truth: {asked['answer']} ({asked['task']})", flush=True)
+    verdict = "right" if asked["correct"] else "wrong"
+    print(f"truth: {asked['answer']} ({asked['task']}); the student is {verdict}", flush=True)
 
     rows = by_row(results)
     columns = ["Avg", "Sta", "Dyn", "TimeBench"]

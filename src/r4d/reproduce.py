@@ -21,15 +21,32 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from r4d.errors import InputError
+from r4d.eval.adapters import R4DAdapter
+from r4d.eval.benchmarks import get_benchmark
+from r4d.eval.core import per_category_subset
+from r4d.eval.run import evaluate
 from r4d.io.atomic import write_text
-from r4d.reproduce_report import run_folder
+from r4d.model.modeling import count_parameters
+from r4d.reproduce_report import run_folder, write_report
+from r4d.teacher.cache import cache_world
+from r4d.teacher.evaluate import evaluate_on_world
+from r4d.teacher.model import Teacher
+from r4d.teacher.train import TrainSettings, train_teacher
+from r4d.train.config import TrainConfig
+from r4d.train.run import load_student
+from r4d.train.trainer import train
+from r4d.world.bench import BenchSettings, build_bench
+from r4d.world.files import RenderSettings, build_world
+from r4d.world.questions.generic import build_generic
 
 
 @dataclass
 class Row:
     name: str
-    table: str  # which paper table the row belongs to
+    table: str  # the key of its table in TABLES
     variant: str = "p4d"  # r4d.p4d.recipes.VARIANTS
     time_cues: list[str] = field(default_factory=list)
     trainable: str = "tune-p+llm"
@@ -65,6 +82,41 @@ DIAGNOSIS = [
     Row("P4D 10x weights", "diagnosis", overrides={"alpha": 5.0, "beta": 1.0}),
     Row("P4D Rearrange mean", "diagnosis", overrides={"time_reduce": "mean"}),
 ]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the report: the rows whose `table` is `key`, between the rows they are read
+    against (`before`, `after`)."""
+
+    key: str
+    title: str
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+
+    def names(self) -> list[str]:
+        mine = [r.name for r in ROWS + DIAGNOSIS if r.table == self.key]
+        return [*self.before, *mine, *self.after]
+
+
+TABLES = [
+    Table("core", "Zero-shot vs 4D-SFT vs P4D (Tab. 3 / 4)", ("Zero-shot",)),
+    Table("tab5", "Distillation ablations (Tab. 5)", ("4D-SFT",), ("P4D",)),
+    Table("tab6", "Time cues (Tab. 6, A3)", ("P4D",), ("P4D+TPE",)),
+    Table("tab7", "Trainable modules (Tab. 7; P4D is Tune-P+LLM)", ("P4D",)),
+    Table("tab4", "4D-Concat and 4D-PE (Tab. 4)", ("4D-SFT", "P4D")),
+    Table("recipes", "Recipes", ("P4D",)),
+    Table(
+        "diagnosis",
+        "Diagnosis: training length, distillation weights, Rearrange",
+        ("4D-SFT", "P4D"),
+    ),
+]
+
+
+def report_groups() -> list[tuple[str, list[str]]]:
+    """(title, row names) of every table of the report, in order; the first is the core."""
+    return [(t.title, t.names()) for t in TABLES]
 
 
 @dataclass
@@ -137,11 +189,6 @@ def reproduce(
 ) -> dict:
     """Run (or resume) every stage; returns the report's data. `rows` picks rows by name;
     `diagnosis` adds the DIAGNOSIS rows (first seed) to the paper's."""
-    from r4d.teacher.train import TrainSettings, train_teacher
-    from r4d.world.bench import BenchSettings, build_bench
-    from r4d.world.files import RenderSettings, build_world
-    from r4d.world.questions.generic import build_generic
-
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; one of {sorted(PRESETS)}", field="preset")
     known = [r.name for r in ROWS + DIAGNOSIS]
@@ -192,7 +239,9 @@ def reproduce(
     stage(
         "teacher eval",
         teacher / "eval" / "teacher_eval.json",
-        lambda: _teacher_eval(teacher, world),
+        lambda: evaluate_on_world(
+            Teacher.from_pretrained(teacher / "teacher"), world, teacher / "eval", 60, 60
+        ),
     )
     cache = out / "cache"
     stage("cache", cache / "done", lambda: _cache(teacher, world, cache, progress))
@@ -205,8 +254,8 @@ def reproduce(
         stage(
             f"base seed {seed}",
             base / "student" / "config.json",
-            lambda base=base, seed=seed: _train(
-                _base_config(base, bench, p, steps, seed), progress
+            lambda base=base, seed=seed: train(
+                _base_config(base, bench, p, steps, seed), progress=progress
             ),
         )
         _evaluate("Zero-shot", seed, base / "student", bench, out, p, cache, results, progress)
@@ -218,7 +267,7 @@ def reproduce(
             stage(
                 f"{row.name} seed {seed}",
                 run / "student" / "config.json",
-                lambda config=config: _train(config, progress),
+                lambda config=config: train(config, progress=progress),
             )
             _evaluate(row.name, seed, run / "student", bench, out, p, cache, results, progress)
     results["cost"] = _cost_check(
@@ -227,42 +276,16 @@ def reproduce(
     results["teacher"] = json.loads((teacher / "eval" / "teacher_eval.json").read_text())
     results["stage_seconds"] = clock
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
-    from r4d.reproduce_report import write_report
-
-    write_report(out, results, chosen)
+    write_report(out, results, report_groups())
     return results
 
 
-def _teacher_eval(teacher: Path, world: Path) -> None:
-    from r4d.io.atomic import write_text as wt
-    from r4d.teacher.data import load_clip, scene_folders
-    from r4d.teacher.evaluate import comparison_png, evaluate, table
-    from r4d.teacher.model import Teacher
-
-    model = Teacher.from_pretrained(teacher / "teacher")
-    test = [load_clip(f, model.config) for f in scene_folders(world, "test")[:60]]
-    train = [load_clip(f, model.config) for f in scene_folders(world, "train")[:60]]
-    result = evaluate(model, test, train)
-    (teacher / "eval").mkdir(parents=True, exist_ok=True)
-    comparison_png(model, test[:2], teacher / "eval" / "teacher_eval.png")
-    wt(teacher / "eval" / "teacher_eval.md", table(result) + "\n")
-    wt(teacher / "eval" / "teacher_eval.json", json.dumps(result, indent=1) + "\n")
-
-
 def _cache(teacher: Path, world: Path, cache: Path, progress: bool) -> None:
-    from r4d.teacher.cache import build_cache
-    from r4d.teacher.data import load_clip, scene_folders
-    from r4d.teacher.model import Teacher
-
-    model = Teacher.from_pretrained(teacher / "teacher")
-    clips = [load_clip(f, model.config, with_maps=False) for f in scene_folders(world)]
-    build_cache(model, clips, cache, progress=progress)
+    cache_world(Teacher.from_pretrained(teacher / "teacher"), world, cache, progress=progress)
     write_text(cache / "done", "\n")
 
 
 def _base_config(base: Path, bench: Path, p: ReproPreset, steps: dict, seed: int):
-    from r4d.train.config import TrainConfig
-
     return TrainConfig.from_dict(
         {
             "out": str(base),
@@ -295,8 +318,6 @@ def _row_config(
     steps: dict,
     seed: int,
 ):
-    from r4d.train.config import TrainConfig
-
     finetune_steps = max(1, int(steps["finetune_steps"] * row.steps_scale))
     return TrainConfig.from_dict(
         {
@@ -322,21 +343,6 @@ def _row_config(
     )
 
 
-def _train(config, progress: bool) -> None:
-    from r4d.train.trainer import train
-
-    train(config, progress=progress)
-
-
-def _subset(items, per_task: int) -> set[str]:
-    chosen: dict[str, list] = {}
-    for item in items:
-        chosen.setdefault(item.category, [])
-        if len(chosen[item.category]) < per_task:
-            chosen[item.category].append(item.id)
-    return {i for ids in chosen.values() for i in ids}
-
-
 def _evaluate(
     name: str,
     seed: int,
@@ -348,10 +354,6 @@ def _evaluate(
     results: dict,
     progress: bool = False,
 ) -> None:
-    from r4d.eval.adapters import R4DAdapter
-    from r4d.eval.benchmarks import get_benchmark
-    from r4d.eval.run import evaluate
-
     key = f"{name}|seed{seed}"
     folder = out / "eval" / f"seed{seed}" / run_folder(name)
     summaries = {}
@@ -360,7 +362,7 @@ def _evaluate(
         if not (target / "summary.json").is_file():
             bench_ = get_benchmark(bname)
             items = bench_.load(bench)
-            ids = _subset(items, per)
+            ids = per_category_subset(items, per)
             adapter = R4DAdapter(student, "score", cache=cache)
             if progress:
                 print(f"[reproduce] evaluating {name} seed {seed} on {bname}", flush=True)
@@ -371,12 +373,8 @@ def _evaluate(
 
 def _cost_check(base: Path, p4d: Path) -> dict:
     """Parameters and forward latency of the exported P4D+TPE student against the base."""
-    import torch
-
-    from r4d.model.modeling import R4DStudent, count_parameters
-
-    a, tok = R4DStudent.from_pretrained(base)
-    b, _ = R4DStudent.from_pretrained(p4d)
+    a, tok = load_student(base)
+    b, _ = load_student(p4d)
     ids = torch.randint(10, len(tok), (1, 200))
     ids[0, 20 : 20 + 9 * 17] = a.config.visual_token_id
     batch = {
@@ -401,4 +399,15 @@ def _cost_check(base: Path, p4d: Path) -> dict:
     }
 
 
-__all__ = ["DIAGNOSIS", "PRESETS", "ROWS", "ReproPreset", "Row", "choose_rows", "reproduce"]
+__all__ = [
+    "DIAGNOSIS",
+    "PRESETS",
+    "ROWS",
+    "TABLES",
+    "ReproPreset",
+    "Row",
+    "Table",
+    "choose_rows",
+    "report_groups",
+    "reproduce",
+]

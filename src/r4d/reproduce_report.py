@@ -14,10 +14,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from r4d.eval.benchmarks.r4d import ABBREVIATIONS
 from r4d.io.atomic import atomic_path, write_text
-from r4d.world.questions.question import DYNAMIC_TASKS, STATIC_TASKS, TASKS
+from r4d.io.r4d_bench import DYNAMIC_TASKS, STATIC_TASKS, TASKS
 
 COLUMNS = ["Avg", "Sta", "Dyn", *ABBREVIATIONS.values(), "TimeBench"]
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95% t, by dof
@@ -120,33 +121,10 @@ def paired_questions(out: Path, a: str, b: str, seeds: int) -> dict | None:
     }
 
 
-def write_report(out: Path, results: dict, rows_spec) -> None:
+def write_report(out: Path, results: dict, groups: list[tuple[str, list[str]]]) -> None:
+    """report.md, report.json and report.png in `out`. `groups`: (title, row names) per table
+    (`r4d.reproduce.report_groups`), the first the core comparison that is also plotted."""
     rows = by_row(results)
-    groups = [
-        ("Zero-shot vs 4D-SFT vs P4D (Tab. 3 / 4)", ["Zero-shot", "4D-SFT", "P4D", "P4D+TPE"]),
-        (
-            "Distillation ablations (Tab. 5)",
-            ["4D-SFT", "LD-only", "ED-only", "LD+D", "LD+D+F", "LD+D+F+M", "P4D"],
-        ),
-        ("Time cues (Tab. 6, A3)", ["P4D", "P4D+marks", "P4D+prompt", "P4D+TPE"]),
-        (
-            "Trainable modules (Tab. 7; P4D is Tune-P+LLM)",
-            ["P4D", "P4D Tune-V", "P4D Tune-P", "P4D Tune-LLM", "P4D LoRA"],
-        ),
-        ("4D-Concat and 4D-PE (Tab. 4)", ["4D-SFT", "P4D", "4D-Concat", "4D-PE"]),
-        ("Recipes", ["P4D", "P4D (official recipe)"]),
-        (
-            "Diagnosis: training length, distillation weights, Rearrange",
-            [
-                "4D-SFT",
-                "P4D",
-                "4D-SFT 3x steps",
-                "P4D 3x steps",
-                "P4D 10x weights",
-                "P4D Rearrange mean",
-            ],
-        ),
-    ]
     claims = {}
     for a, b in (
         ("P4D", "4D-SFT"),
@@ -227,17 +205,13 @@ def write_report(out: Path, results: dict, rows_spec) -> None:
         lines.append(f"- {key}: teacher {t['teacher'][key]:.3f}, baseline {t['baseline'][key]:.3f}")
     write_text(out / "report.md", "\n".join(lines) + "\n")
     write_text(out / "report.json", json.dumps(results, indent=1, default=float) + "\n")
-    _plot(out / "report.png", rows, ["Zero-shot", "4D-SFT", "P4D", "P4D+TPE"])
+    _plot(out / "report.png", rows, groups[0][1])
 
 
 def _plot(path: Path, rows, names) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = [n for n in names if n in rows]
-    fig, ax = plt.subplots(figsize=(11, 3.5))
+    fig = Figure(figsize=(11, 3.5))
+    ax = fig.subplots()
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
         means = [np.mean([r.get(c, np.nan) for r in rows[name]]) for c in COLUMNS]
@@ -249,4 +223,3 @@ def _plot(path: Path, rows, names) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)

@@ -19,9 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from openai import OpenAI
 from PIL import Image
+from transformers import AutoTokenizer, GroundingDinoForObjectDetection, Sam2Model
 
+from r4d.errors import InputError
+from r4d.eval.adapters import HFAdapter, png_data_url
+from r4d.eval.core import EvalItem, Request
+from r4d.eval.spec import ModelSpec, parse_spec
 from r4d.io.masks import encode_mask, mask_box
+from r4d.world.bench import scene_view_of
 from r4d.world.scene import COLORS, SHAPES
 
 _DESCRIPTION = re.compile(rf"\b(?:the\s+)?((?:{'|'.join(COLORS)})\s+(?:{'|'.join(SHAPES)}))\b")
@@ -75,23 +82,15 @@ class ScriptedVLM:
         )
 
 
-def png_url(image: np.ndarray) -> str:
-    from r4d.eval.adapters import png_data_url
-
-    return png_data_url(image)
-
-
 class OpenAIVLM:
     def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", max_tokens: int = 256):
-        from openai import OpenAI
-
         self.client = OpenAI(base_url=base_url, api_key=api_key)
         self.model, self.max_tokens = model, max_tokens
         self.name = f"openai:{model}"
 
     def ask(self, prompt: str, image: np.ndarray, meta: dict) -> str:
         content = [
-            {"type": "image_url", "image_url": {"url": png_url(image)}},
+            {"type": "image_url", "image_url": {"url": png_data_url(image)}},
             {"type": "text", "text": prompt},
         ]
         reply = self.client.chat.completions.create(
@@ -107,14 +106,10 @@ class HFVLM:
     """A transformers image-text-to-text model from a local folder (no remote code)."""
 
     def __init__(self, path, max_new_tokens: int = 256):
-        from r4d.eval.adapters import HFAdapter
-
         self.adapter = HFAdapter(path, max_new_tokens)
         self.name = self.adapter.name
 
     def ask(self, prompt: str, image: np.ndarray, meta: dict) -> str:
-        from r4d.eval.core import EvalItem, Request
-
         item = EvalItem(meta.get("id", "x"), "curate", "curate", prompt)
         return self.adapter.answer([Request(item, prompt, [image])])[0]
 
@@ -134,8 +129,6 @@ class WorldRegions:
         self.world = Path(world)
 
     def detect(self, item, frame: np.ndarray, classes: list[str]) -> list[Detection]:
-        from r4d.world.bench import scene_view_of
-
         view = scene_view_of(self.world / item.extra["scene"])
         out = []
         for k in view.regions:
@@ -156,8 +149,6 @@ class GroundingDinoSam2:
         box_threshold: float = 0.25,
         text_threshold: float = 0.25,
     ):
-        from transformers import AutoTokenizer, GroundingDinoForObjectDetection, Sam2Model
-
         self.detector = GroundingDinoForObjectDetection.from_pretrained(str(gdino)).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(str(gdino))
         self.segmenter = Sam2Model.from_pretrained(str(sam2)).eval()
@@ -238,3 +229,33 @@ def _class_spans(tokenizer, text: str, classes: list[str]) -> list[tuple[int, in
         idx = [i for i, (s, e) in enumerate(offsets) if e > s and s >= a and e <= b]
         spans.append((idx[0], idx[-1] + 1) if idx else (0, 0))
     return spans
+
+
+VLM_KINDS = ("scripted", "openai", "hf")
+
+
+def vlm_from_spec(spec: ModelSpec | str):
+    """The curation VLM a spec names: scripted, openai:<model>@<url> or hf:<folder>."""
+    if isinstance(spec, str):
+        spec = parse_spec(spec, VLM_KINDS, field="vlm")
+    if spec.kind == "scripted":
+        return ScriptedVLM()
+    if spec.kind == "openai":
+        return OpenAIVLM(spec.url, spec.name)
+    if spec.kind == "hf":
+        return HFVLM(spec.name)
+    raise InputError(f"{spec} is no curation VLM; one of {', '.join(VLM_KINDS)}", field="vlm")
+
+
+def detector_from_spec(text: str, world: str | Path | None = None):
+    """`world` (the world's exact regions; needs `world`) or `gdino:<folder>,sam2:<folder>`."""
+    if text == "world":
+        if world is None:
+            raise InputError("the world detector needs the world folder", field="detector")
+        return WorldRegions(world)
+    parts = dict(p.partition(":")[::2] for p in text.split(","))
+    if set(parts) != {"gdino", "sam2"} or not all(parts.values()):
+        raise InputError(
+            f"want world or gdino:<folder>,sam2:<folder>, got {text!r}", field="detector"
+        )
+    return GroundingDinoSam2(parts["gdino"], parts["sam2"])

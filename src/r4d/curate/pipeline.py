@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from r4d.curate import labelstudio
@@ -32,7 +33,7 @@ from r4d.io.atomic import atomic_path, link_or_copy, write_text
 from r4d.io.masks import mask_box
 from r4d.io.r4d_bench import BenchItem, load_items, write_items
 from r4d.io.som import draw_som
-from r4d.io.video import read_frames, write_video
+from r4d.io.video import probe, read_frames, write_video
 
 STAGES = ("extract", "detect", "som", "match", "review", "trim", "output")
 NAME = "curated"
@@ -126,8 +127,6 @@ class Curation:
         dets = self.load("detect", item)["detections"]
         if not dets:
             return {"problem": "nothing detected", "regions": []}
-        from PIL import Image
-
         marks = {d["id"]: d["class"] for d in dets}
         som = np.asarray(Image.open(self.load("som", item)["image"]).convert("RGB"))
         answer = self.vlm.ask(
@@ -180,8 +179,6 @@ class Curation:
             if key == 0:
                 link_or_copy(source, target)
             else:
-                from r4d.io.video import probe
-
                 info = probe(source)
                 frames = read_frames(source, np.arange(key, info.num_frames))
                 write_video(target, [frames], info.fps)
@@ -248,8 +245,6 @@ class Curation:
             frame = self.first_frame(item)
             image = self.out / "labelstudio" / "frames" / f"{_safe(item.id)}.png"
             if not image.is_file():
-                from PIL import Image
-
                 image.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(image) as tmp:
                     Image.fromarray(frame).save(tmp, format="PNG")

@@ -58,11 +58,6 @@ class DownsampleProjector(nn.Module):
             nn.Linear(llm_width, llm_width),
         )
 
-    def output_grid(self, patch_side: int) -> tuple[int, int]:
-        """(rows, cols) of output tokens for a square patch grid of side `patch_side`."""
-        side = -(-patch_side // self.block)
-        return side, side
-
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(B, P, C) vision tokens -> (B, T, H) LLM embeddings."""
         return self.layers(features)

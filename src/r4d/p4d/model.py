@@ -92,12 +92,13 @@ class P4DModel(nn.Module):
         out = self.student(
             batch["input_ids"],
             batch["attention_mask"],
-            batch["pixel_values"],
+            batch.get("pixel_values"),
             batch["visual_times"],
             labels=batch["labels"],
             regions=batch.get("regions"),
             output_hidden_states=self.decoder is not None,
             fused=self.fused(batch, signals),
+            features=batch.get("features"),
         )
         parts = {"sft": out.loss}
         loss = out.loss

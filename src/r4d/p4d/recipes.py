@@ -37,10 +37,6 @@ class P4DRecipe:
     fusion: str = "none"  # "none" (P4D), or the Tab. 4 baselines "concat" / "pe"
 
     @property
-    def uses_teacher_latents(self) -> bool:
-        return self.alpha > 0 or self.fusion != "none"
-
-    @property
     def distils(self) -> bool:
         return self.alpha > 0 or (self.beta > 0 and bool(self.modalities))
 

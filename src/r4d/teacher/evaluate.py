@@ -9,19 +9,22 @@ Metrics over held-out clips (pooled over all their pixels):
   frames where both are empty add nothing and a prediction on a still frame counts against it;
 - camray: the angle (degrees) between predicted and true ray directions (first 3 channels).
 Baselines: the train split's mean depth everywhere, zero flow, an all-static mask, and the
-train split's mean ray map.
+train split's mean ray map. `evaluate_on_world` is the whole step (`r4d teacher eval`, and
+`r4d reproduce`'s "teacher eval" stage): a world's splits in, the table, JSON and picture out.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from r4d.io.atomic import atomic_path
-from r4d.teacher.data import Clip
+from r4d.errors import InputError
+from r4d.io.atomic import atomic_path, write_text
+from r4d.teacher.data import Clip, load_clip, scene_folders
 from r4d.world.sheet import depth_image, flow_image
 
 
@@ -167,3 +170,28 @@ def comparison_png(teacher, clips: list[Clip], path: str | Path, frames=(4, 10))
             sheet.paste(Image.fromarray(tile), (c * (size + pad), head + r * (size + pad)))
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
+
+
+def evaluate_on_world(
+    teacher,
+    world: str | Path,
+    out: str | Path,
+    test_limit: int | None = None,
+    train_limit: int | None = None,
+    figure_clips: int = 3,
+) -> dict[str, dict]:
+    """`evaluate` a Teacher on the world's test-split scenes (at most `test_limit`), the
+    baselines fitted on its train split (at most `train_limit`); writes OUT/teacher_eval.md,
+    .json and .png (the first `figure_clips` clips) and returns the metrics."""
+    out = Path(out)
+    for split in ("test", "train"):
+        if not scene_folders(world, split):
+            raise InputError(f"no {split}-split scenes to evaluate the teacher on", where=world)
+    test = [load_clip(f, teacher.config) for f in scene_folders(world, "test")[:test_limit]]
+    train = [load_clip(f, teacher.config) for f in scene_folders(world, "train")[:train_limit]]
+    result = evaluate(teacher, test, train)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "teacher_eval.md", f"{len(test)} held-out scenes\n\n{table(result)}\n")
+    write_text(out / "teacher_eval.json", json.dumps(result, indent=1) + "\n")
+    comparison_png(teacher, test[:figure_clips], out / "teacher_eval.png")
+    return result

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from r4d.errors import InputError
 from r4d.teacher.config import TeacherConfig, l4p_config
@@ -25,7 +26,6 @@ from r4d.teacher.model import Teacher
 
 ENCODER, HEADS = "l4p_model.video_encoder.", "l4p_model.task_heads."
 TASKS = {"depth": "depth", "flow_2d_backward": "flow", "dyn_mask": "motion", "camray": "camray"}
-IGNORED_TASKS = ("track_2d",)
 _BLOCK = {
     "norm1": "layernorm_before",
     "norm2": "layernorm_after",
@@ -93,8 +93,6 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError("no such checkpoint file", where=path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)

@@ -30,10 +30,11 @@ def decoded_png(
     out = model.student(
         batch["input_ids"],
         batch["attention_mask"],
-        batch["pixel_values"],
+        batch.get("pixel_values"),
         batch["visual_times"],
         regions=batch.get("regions"),
         output_hidden_states=True,
+        features=batch.get("features"),
     )
     has = signals.has
     first = int(has.nonzero()[0])

@@ -30,11 +30,19 @@ from tqdm import tqdm
 from r4d.errors import InputError
 from r4d.io.atomic import atomic_path, exclusive_lock, link_or_copy, write_text
 from r4d.io.masks import encode_mask, mask_box
-from r4d.io.r4d_bench import LETTERS, BenchItem, format_prompt, write_items
+from r4d.io.r4d_bench import (
+    KNOWN_TASKS,
+    LETTERS,
+    TIMEBENCH,
+    BenchItem,
+    format_prompt,
+    load_items,
+    write_items,
+)
 from r4d.io.som import draw_som
 from r4d.io.video import read_frames, write_video
 from r4d.world.files import load_signals
-from r4d.world.questions import TASKS, TIMEBENCH, Question, SceneView, generate
+from r4d.world.questions import Question, SceneView, generate
 from r4d.world.questions.options import (
     PositionBalancer,
     TruthDensity,
@@ -211,7 +219,7 @@ def _region_records(view: SceneView, regions: list[int]) -> list[dict]:
     return records
 
 
-def _item(c: Candidate, item_id: str, view: SceneView, options, answer, world: Path) -> BenchItem:
+def _item(c: Candidate, item_id: str, view: SceneView, options, answer) -> BenchItem:
     q, scene = c.question, view.scene
     common = {
         "split": c.split,
@@ -373,7 +381,7 @@ def build_bench(
                 continue
             rng = np.random.default_rng([settings.seed, SPLITS.index(s)])
             chosen = select(cands[s], settings.per_task.get(s, DEFAULT_PER_TASK[s]), rng)
-            chosen.sort(key=lambda c: (c.scene, (*TASKS, TIMEBENCH).index(c.question.task)))
+            chosen.sort(key=lambda c: (c.scene, KNOWN_TASKS.index(c.question.task)))
             items = _write_split(s, chosen, cache, world, out, settings, rng, progress)
             summary["counts"][s] = dict(Counter(i.task for i in items))
         write_text(out / "build.json", json.dumps(summary, indent=1) + "\n")
@@ -387,7 +395,7 @@ def _write_split(s, chosen, cache, world, out, settings, rng, progress) -> list[
         view = cache.view(c.scene)
         q = c.question
         options, answer = place_answer(q.options, q.answer, balancer.next(len(q.options)), rng)
-        item = _item(c, f"{BENCHMARK}_{s}_{n:05d}", view, options, answer, world)
+        item = _item(c, f"{BENCHMARK}_{s}_{n:05d}", view, options, answer)
         _write_media(item, c, view, out, world, settings)
         items.append(item)
         if len(cache.views) > 8:
@@ -401,8 +409,6 @@ def _write_split(s, chosen, cache, world, out, settings, rng, progress) -> list[
 
 def stats(root: str | Path) -> dict:
     """Counts per task and split, and the share of answers at each position (by option count)."""
-    from r4d.io.r4d_bench import load_items
-
     root = Path(root)
     table: dict = {"tasks": {}, "positions": {}}
     for s in SPLITS:

@@ -19,8 +19,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import torch
 
-from r4d.io.r4d_bench import BenchItem
-from r4d.world.questions.question import TASKS, TIMEBENCH
+from r4d.io.r4d_bench import KNOWN_TASKS, BenchItem
 
 BUCKETS = 1 << 18
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -140,7 +139,7 @@ def blind_report(train: list[BenchItem], test: list[BenchItem], seed: int = 0) -
         if item.task in POOLED:
             groups[POOL].append(i)
         groups["Overall"].append(i)
-    order = [*TASKS, TIMEBENCH, POOL, "Overall"]
+    order = [*KNOWN_TASKS, POOL, "Overall"]
     rows = {}
     for name, idx in sorted(
         groups.items(), key=lambda g: order.index(g[0]) if g[0] in order else -1

@@ -31,6 +31,7 @@ from r4d.world.kinematics import camera_pose, intrinsics
 from r4d.world.render import ALL_SIGNALS, render
 from r4d.world.sample import DEFAULT_SAMPLED_FRAMES, sample_scene
 from r4d.world.scene import Scene
+from r4d.world.sheet import contact_sheet
 
 SIGNALS_SCHEMA = "r4d.world.signals/1"
 VIDEO_CHUNK = 64  # frames rendered per batch while encoding
@@ -109,8 +110,6 @@ def write_scene(
         signals = sampled_signals(scene, settings)
         save_signals(tmp / "signals.safetensors", signals)
         if settings.contact_sheet:
-            from r4d.world.sheet import contact_sheet
-
             contact_sheet(signals, tmp / "contact_sheet.png", title=f"seed {scene.seed}")
     return final
 

@@ -13,7 +13,7 @@ from r4d.world.questions.dynamic import (
     speed_acceleration,
     translational,
 )
-from r4d.world.questions.question import DYNAMIC_TASKS, STATIC_TASKS, TASKS, TIMEBENCH, Question
+from r4d.world.questions.question import Question
 from r4d.world.questions.static import grounding, measurement, relation
 from r4d.world.questions.view import SceneView
 
@@ -35,10 +35,6 @@ def generate(view: SceneView, rng) -> list[Question]:
 
 
 __all__ = [
-    "DYNAMIC_TASKS",
-    "STATIC_TASKS",
-    "TASKS",
-    "TIMEBENCH",
     "Question",
     "SceneView",
     "generate",

@@ -15,6 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from r4d.io.atomic import atomic_path, write_text
+from r4d.io.masks import encode_mask, mask_box
+from r4d.io.r4d_bench import LETTERS, format_prompt
+from r4d.io.som import draw_som
+from r4d.world.bench import scene_view_of, split_of
 from r4d.world.questions.options import PositionBalancer, place_answer
 from r4d.world.scene import COLORS, SHAPES
 
@@ -60,12 +65,6 @@ def generic_questions(scene, regions: list[int], rng, balancer: PositionBalancer
 def build_generic(world, root, split: str = "train", seed: int = 0) -> Path:
     """Write `root/generic_<split>.json` (LLaVA-style conversations over R4D-Sim's videos at
     `root/videos/r4dsim/`, SoM images under `root/images/generic/`) for the split's scenes."""
-    from r4d.io.atomic import atomic_path, write_text
-    from r4d.io.masks import encode_mask, mask_box
-    from r4d.io.r4d_bench import LETTERS, format_prompt
-    from r4d.io.som import draw_som
-    from r4d.world.bench import scene_view_of, split_of
-
     world, root = Path(world), Path(root)
     rows, balancer = [], PositionBalancer(np.random.default_rng([seed, 9]))
     for folder in sorted(world.glob("scene_*")):
@@ -91,6 +90,7 @@ def build_generic(world, root, split: str = "train", seed: int = 0) -> Path:
                 row["image"] = image
             prompt = format_prompt(q["question"], q["options"], q["region"] is not None)
             answer = f"({LETTERS[q['answer']]}) {q['options'][q['answer']]}"
+            row["options"], row["answer_index"] = q["options"], q["answer"]
             row["conversations"] = [
                 {"from": "human", "value": prompt},
                 {"from": "gpt", "value": answer},

@@ -6,19 +6,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# The released R4D-Bench task strings, static then dynamic; TimeBench (paper A3) besides.
-STATIC_TASKS = ("3D Video Grounding", "Dimensional Measurement", "Spatial Relation")
-DYNAMIC_TASKS = (
-    "Translational",
-    "Rotational",
-    "Counting",
-    "False Positives",
-    "Speed & Acceleration",
-    "Displacement & Path Length",
-)
-TASKS = STATIC_TASKS + DYNAMIC_TASKS
-TIMEBENCH = "TimeBench"
-
 _SLOT = re.compile(r"\{r(\d+)\}")
 
 

@@ -132,7 +132,7 @@ def grounding(view: SceneView, rng) -> list[Question]:
     return out
 
 
-def _numeric(task, kind, templates, view, rng, truth, unit, regions, params):
+def _numeric(task, kind, templates, rng, truth, unit, regions, params):
     decimals = 1 if unit == "cm" else 2  # sizes are mm-exact: cm with 2 decimals would end in 0
     made = numeric_options(truth, unit, rng, decimals=decimals)
     if made is None:
@@ -157,7 +157,6 @@ def measurement(view: SceneView, rng) -> list[Question]:
                 "Dimensional Measurement",
                 "size.height",
                 HEIGHT_TEMPLATES,
-                view,
                 rng,
                 100.0 * o.size[2],
                 "cm",
@@ -171,7 +170,6 @@ def measurement(view: SceneView, rng) -> list[Question]:
                 "Dimensional Measurement",
                 f"size.extent.{shape}",
                 EXTENT_TEMPLATES[shape],
-                view,
                 rng,
                 100.0 * max(o.size[:2]),
                 "cm",
@@ -190,7 +188,6 @@ def measurement(view: SceneView, rng) -> list[Question]:
                     "Dimensional Measurement",
                     "distance.camera",
                     CAMERA_TEMPLATES,
-                    view,
                     rng,
                     truth,
                     "m",
@@ -211,7 +208,6 @@ def measurement(view: SceneView, rng) -> list[Question]:
                 "Dimensional Measurement",
                 "distance.pair",
                 PAIR_TEMPLATES,
-                view,
                 rng,
                 truth,
                 "m",

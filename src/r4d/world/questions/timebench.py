@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 
+from r4d.io.r4d_bench import TIMEBENCH
 from r4d.world.questions.options import numeric_options
-from r4d.world.questions.question import TIMEBENCH, Question
+from r4d.world.questions.question import Question
 
 TEMPLATES = (
     "How much time has passed in the video?",
