@@ -263,27 +263,12 @@ def test_two_process_ddp_follows_the_single_process_curve(parts, small_bench, tm
     config = _config(small_bench, parts, tmp_path / "ddp", optim={"steps": 3, "batch_size": 2})
     path = tmp_path / "ddp.json"
     path.write_text(json.dumps(config.to_dict()))
-    launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    # torchrun starts two processes (`accelerate launch --cpu` alone starts one); the trainer's
+    # Accelerator joins them over gloo. Each logs that it is one of two.
+    launcher = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [
-            launcher,
-            "launch",
-            "--cpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "-m",
-            "r4d.cli",
-            "train",
-            "--config",
-            str(path),
-        ],
+        [launcher, "--nproc_per_node", "2", "-m", "r4d.cli", "train", "--config", str(path)],
         capture_output=True,
         text=True,
         env=env,

@@ -2,7 +2,8 @@
 
 Data flow for a batch (paper Sec. 4.1, Fig. 2):
 - `encode_visuals`: every image of the batch (SoM images and video frames, in prompt order)
-  goes through E_v; the `feature_layer` hidden state (NVILA: second-to-last) gets TPE(t) added
+  goes through E_v (`vision_features`; or its features come cached, `r4d.model.features`, when
+  E_v is frozen); the `feature_layer` hidden state (NVILA: second-to-last) gets TPE(t) added
   to all its tokens when the image is a frame with timestamp t and TPE is on; E_p maps each
   image to `tokens_per_image` embeddings.
 - `embed`: the LLM's token embeddings, with the `<vis>` slots (found by an explicit boolean mask
@@ -79,15 +80,30 @@ class R4DStudent(nn.Module):
 
     # -- E_v -> TPE -> E_p --------------------------------------------------------------------
 
+    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """E_v's `feature_layer` hidden state, what E_p reads: (V, 3, S, S) -> (V, P, C)."""
+        out = self.vision(pixel_values=pixel_values, output_hidden_states=True)
+        return out.hidden_states[self.config.feature_layer]
+
     def encode_visuals(
-        self, pixel_values: torch.Tensor, times: torch.Tensor, fused: torch.Tensor | None = None
+        self,
+        pixel_values: torch.Tensor | None,
+        times: torch.Tensor,
+        fused: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(V, 3, S, S) images and their timestamps (V,) (NaN: no time) -> (V, T, H).
 
+        `features` (V, P, C): E_v's outputs for the images (`vision_features`, e.g. read from a
+        `r4d.model.features.FeatureCache`) in place of the images; E_v is then skipped.
         `fused` (V, P, D): the teacher's F_4D on each image's patch grid, for the 4D-Concat /
         4D-PE baselines (zeros where an image has none, e.g. the SoM image)."""
-        out = self.vision(pixel_values=pixel_values, output_hidden_states=True)
-        features = out.hidden_states[self.config.feature_layer]
+        if features is None:
+            if pixel_values is None:
+                raise InputError("give the images or E_v's features", field="pixel_values")
+            features = self.vision_features(pixel_values)
+        else:
+            features = features.to(self.vision.dtype)  # as E_v would give them
         if self.fusion is not None:
             if fused is None:
                 raise InputError(
@@ -158,16 +174,23 @@ class R4DStudent(nn.Module):
         visual_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         fused: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | None = None,
     ) -> StudentOutput:
-        """Pass images (pixel_values, visual_times) or their E_p outputs (visual_embeds)."""
+        """Pass images (pixel_values, visual_times), their E_v outputs (features, visual_times)
+        or their E_p outputs (visual_embeds). `num_items_in_batch`: L_SFT is the sum of the
+        target tokens' losses over it (default: their mean), as transformers' trainers do so
+        that several processes together take the mean over the global batch's tokens."""
         if visual_embeds is None:
-            visual_embeds = self.encode_visuals(pixel_values, visual_times, fused)
+            visual_embeds = self.encode_visuals(pixel_values, visual_times, fused, features)
         embeds, visual_mask = self.embed(input_ids, visual_embeds, regions)
+        extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
         out = self.llm(
             inputs_embeds=embeds,
             attention_mask=attention_mask,
             labels=labels,
             output_hidden_states=output_hidden_states,
+            **extra,
         )
         return StudentOutput(out.loss, out.logits, out.hidden_states, visual_mask, visual_embeds)
 

@@ -7,6 +7,9 @@ assistant's answer follows when training. Placeholders expand to `tokens_per_ima
 slots plus the separator per image, so `input_ids == visual_token_id` is exactly where visual
 embeddings go. Time cues: "marks" burns each frame's timestamp into its pixels, "prompt" adds
 the paper's sentence with duration and fps, "tpe" is applied inside the model.
+
+`build` makes a `Sample` from images; `build_from_features` makes the same sample from E_v's
+cached features of those images (`r4d.model.features`), and `collate` batches either kind.
 """
 
 from __future__ import annotations
@@ -47,15 +50,21 @@ def burn_timestamp(frame: np.ndarray, t: float) -> np.ndarray:
 
 @dataclass
 class Sample:
-    """One example, ready to batch. Visuals are in prompt order: SoM image, then frames."""
+    """One example, ready to batch. Visuals are in prompt order: SoM image, then frames; they
+    come as images (`pixels`) or as E_v's features of them (`features`, from a feature cache)."""
 
     input_ids: list[int]
     labels: list[int]
-    pixels: torch.Tensor  # (V, 3, S, S) normalised
+    pixels: torch.Tensor | None  # (V, 3, S, S) normalised; None when `features` are given
     times: torch.Tensor  # (V,) seconds; NaN for the SoM image (no TPE)
     regions: list[tuple[int, int, torch.Tensor]] = field(default_factory=list)
     # (region token id, index of the key-frame visual within this sample, (S, S) mask weights)
     frame_indices: list[int] | None = None  # the video frames shown, when read from a file
+    features: torch.Tensor | None = None  # (V, P, C) E_v's `feature_layer` state of the visuals
+
+    @property
+    def visuals(self) -> int:
+        return len(self.times)
 
 
 class StudentProcessor:
@@ -81,6 +90,13 @@ class StudentProcessor:
         for i in ids:
             out += block if i == self.image_id else block * n_frames if i == self.video_id else [i]
         return out
+
+    def frame_pixels(self, frames, timestamps) -> torch.Tensor:
+        """(F, H, W, 3) uint8 video frames -> (F, 3, S, S), each frame's time burnt in first
+        when the "marks" time cue is on."""
+        if "marks" in self.config.time_cues:
+            frames = [burn_timestamp(f, t) for f, t in zip(frames, timestamps, strict=True)]
+        return torch.stack([self.pixels(f) for f in frames])
 
     def build(
         self,
@@ -113,33 +129,68 @@ class StudentProcessor:
             raise InputError(
                 f"{len(frames)} frames but {len(timestamps)} timestamps", field="timestamps"
             )
-        cues = self.config.time_cues
-        pictures = (
-            [burn_timestamp(f, t) for f, t in zip(frames, timestamps, strict=True)]
-            if "marks" in cues
-            else list(frames)
+        has_som = som is not None
+        ids, labels = self._text(question, len(frames), options, has_som, duration, fps, answer)
+        pixels = self.frame_pixels(frames, timestamps)
+        if has_som:
+            pixels = torch.cat([self.pixels(som)[None], pixels])
+        return Sample(
+            ids,
+            labels,
+            pixels,
+            self._times(timestamps, has_som),
+            self._regions(question, regions, has_som),
         )
-        text = format_prompt(question, options, som is not None) if options else question
-        if "prompt" in cues:
+
+    def build_from_features(
+        self,
+        question: str,
+        features: torch.Tensor,
+        timestamps,
+        options: list[str] | None = None,
+        has_som: bool = False,
+        regions: dict[str, np.ndarray] | None = None,
+        duration: float | None = None,
+        fps: float | None = None,
+        answer: str | None = None,
+    ) -> Sample:
+        """As `build`, with E_v's features of the visuals, (V, P, C) in prompt order (the SoM
+        image when `has_som`, then the frames at `timestamps`), in place of the images."""
+        timestamps = [float(t) for t in timestamps]
+        if not timestamps or len(features) != len(timestamps) + has_som:
+            raise InputError(
+                f"features of {len(features)} images for {len(timestamps)} frames"
+                + (" and a SoM image" if has_som else ""),
+                field="features",
+            )
+        ids, labels = self._text(question, len(timestamps), options, has_som, duration, fps, answer)
+        times = self._times(timestamps, has_som)
+        regions = self._regions(question, regions, has_som)
+        return Sample(ids, labels, None, times, regions, features=features)
+
+    def _text(self, question, n_frames, options, has_som, duration, fps, answer):
+        """(input ids, labels) of the chat, visual placeholders expanded."""
+        text = format_prompt(question, options, has_som) if options else question
+        if "prompt" in self.config.time_cues:
             if duration is None or fps is None:
                 raise InputError(
                     "the 'prompt' time cue needs the video's duration and fps", field="time_cues"
                 )
             text = f"{time_prompt(duration, fps)}\n{text}"
-        head = (f"{IMAGE}\n" if som is not None else "") + f"{VIDEO}\n"
+        head = (f"{IMAGE}\n" if has_som else "") + f"{VIDEO}\n"
         user = f"{SYSTEM}{IM_START}user\n{head}{text}{IM_END}\n{IM_START}assistant\n"
-        prompt = self._expand(self.tokenizer.encode(user, add_special_tokens=False), len(frames))
+        prompt = self._expand(self.tokenizer.encode(user, add_special_tokens=False), n_frames)
         labels = [IGNORE] * len(prompt)
         if answer is not None:
             target = [*self.tokenizer.encode(answer, add_special_tokens=False), self.eos_id]
             prompt, labels = prompt + target, labels + target
+        return prompt, labels
 
-        visuals = ([som] if som is not None else []) + pictures
-        pixels = torch.stack([self.pixels(v) for v in visuals])
-        times = torch.tensor([float("nan")] * (som is not None) + timestamps)
-        return Sample(prompt, labels, pixels, times, self._regions(question, regions, som))
+    @staticmethod
+    def _times(timestamps: list[float], has_som: bool) -> torch.Tensor:
+        return torch.tensor([float("nan")] * has_som + timestamps)
 
-    def _regions(self, question: str, regions, som) -> list:
+    def _regions(self, question: str, regions, has_som: bool) -> list:
         tokens = [
             t
             for t in self.tokenizer.convert_ids_to_tokens(
@@ -150,7 +201,7 @@ class StudentProcessor:
         tokens = list(dict.fromkeys(tokens))
         regions = regions or {}
         missing = [t for t in tokens if t not in regions]
-        if missing and (self.config.region_tokens or som is None):
+        if missing and (self.config.region_tokens or not has_som):
             raise InputError(
                 f"the question uses {missing[0]} but no region was given for it "
                 f"({len(regions)} region(s))",
@@ -158,7 +209,7 @@ class StudentProcessor:
             )
         if not self.config.region_tokens:
             return []
-        key_frame = 1 if som is not None else 0
+        key_frame = 1 if has_som else 0
         out = []
         size = self.config.image_size
         for token in tokens:
@@ -169,7 +220,8 @@ class StudentProcessor:
         return out
 
     def collate(self, samples: list[Sample], padding_side: str = "right") -> dict:
-        """Pad a batch; visuals and regions are concatenated in sample order."""
+        """Pad a batch; visuals and regions are concatenated in sample order. The visuals are
+        `pixel_values` (V, 3, S, S), or `features` (V, P, C) when the samples carry E_v's."""
         width = max(len(s.input_ids) for s in samples)
         ids = torch.full((len(samples), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(samples), width), IGNORE, dtype=torch.long)
@@ -187,14 +239,16 @@ class StudentProcessor:
                 region_visual.append(offset + visual)
                 region_batch.append(b)
                 region_masks.append(weights)
-            offset += len(s.pixels)
-        batch = {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "labels": labels,
-            "pixel_values": torch.cat([s.pixels for s in samples]),
-            "visual_times": torch.cat([s.times for s in samples]),
-        }
+            offset += s.visuals
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        cached = {s.pixels is None for s in samples}
+        if len(cached) > 1:
+            raise InputError("a batch mixes images and cached features", field="features")
+        if cached == {True}:
+            batch["features"] = torch.cat([s.features for s in samples])
+        else:
+            batch["pixel_values"] = torch.cat([s.pixels for s in samples])
+        batch["visual_times"] = torch.cat([s.times for s in samples])
         if region_token:
             batch["regions"] = {
                 "token": torch.tensor(region_token),

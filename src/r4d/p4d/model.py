@@ -86,9 +86,10 @@ class P4DModel(nn.Module):
         )
 
     def forward(
-        self, batch: dict, signals: TeacherSignals | None = None
+        self, batch: dict, signals: TeacherSignals | None = None, num_items_in_batch=None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The loss and its parts for a collated batch and its samples' `TeacherSignals`."""
+        """The loss and its parts for a collated batch and its samples' `TeacherSignals`
+        (`num_items_in_batch`: see `R4DStudent.forward`)."""
         out = self.student(
             batch["input_ids"],
             batch["attention_mask"],
@@ -99,6 +100,7 @@ class P4DModel(nn.Module):
             output_hidden_states=self.decoder is not None,
             fused=self.fused(batch, signals),
             features=batch.get("features"),
+            num_items_in_batch=num_items_in_batch,
         )
         parts = {"sft": out.loss}
         loss = out.loss

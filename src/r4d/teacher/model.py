@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import VideoMAEConfig, VideoMAEModel
 
@@ -70,6 +70,8 @@ class TeacherHeads(nn.Module):
     """The teacher's D_m without E_4D: all P4D's L_ED needs (its parameters are named as in a
     Teacher, `heads.<modality>.*`, so a teacher folder's weights load into it)."""
 
+    SKIPPED = ("encoder.",)  # E_4D's weights in a teacher folder are left unread
+
     def __init__(self, config: TeacherConfig):
         super().__init__()
         self.config = config
@@ -81,18 +83,12 @@ class TeacherHeads(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | Path, device="cpu") -> TeacherHeads:
         """The heads of a teacher folder; E_4D's weights are not read."""
-        folder = Path(folder)
-        if not (folder / WEIGHTS).is_file():
-            raise InputError(f"no {WEIGHTS} (is this an r4d teacher folder?)", where=folder)
-        model = cls(TeacherConfig.load(folder))
-        wanted = set(model.state_dict())
-        with safe_open(str(folder / WEIGHTS), framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys() if k in wanted}
-        load_strict(model, state, folder / WEIGHTS)
-        return model.to(device).eval()
+        return load_folder(cls, folder, device)
 
 
 class Teacher(nn.Module):
+    SKIPPED = ()
+
     def __init__(self, config: TeacherConfig):
         super().__init__()
         self.config = config
@@ -130,9 +126,22 @@ class Teacher(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device="cpu") -> Teacher:
-        folder = Path(folder)
-        if not (folder / WEIGHTS).is_file():
-            raise InputError(f"no {WEIGHTS} (is this an r4d teacher folder?)", where=folder)
-        model = cls(TeacherConfig.load(folder))
-        load_strict(model, load_file(str(folder / WEIGHTS)), folder / WEIGHTS)
-        return model.to(device).eval()
+        return load_folder(cls, folder, device)
+
+
+def load_folder(cls, folder: str | Path, device="cpu"):
+    """A `cls` (Teacher or TeacherHeads) from a teacher folder: its config, and from its
+    weights the tensors `cls` has (strictly: every one of them; others only when `cls.SKIPPED`
+    names their prefix)."""
+    folder = Path(folder)
+    if not (folder / WEIGHTS).is_file():
+        raise InputError(f"no {WEIGHTS} (is this an r4d teacher folder?)", where=folder)
+    model = cls(TeacherConfig.load(folder))
+    wanted = set(model.state_dict())
+    with safe_open(str(folder / WEIGHTS), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys() if k in wanted}
+        unexpected = [k for k in f.keys() if k not in wanted and not k.startswith(cls.SKIPPED)]
+    if unexpected:
+        raise InputError(f"unexpected weights {unexpected[:4]}", where=folder / WEIGHTS)
+    load_strict(model, state, folder / WEIGHTS)
+    return model.to(device).eval()

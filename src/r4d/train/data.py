@@ -10,8 +10,9 @@ carries the key of its clip in the teacher cache (an R4D-Sim scene's name), or N
 
 `Mixture` draws examples from the sources by weight with the generator it is given (the
 training loop seeds one per step); `ExampleDataset` builds the processor's inputs of an example
-(in DataLoader workers), and `StudentCollate` batches them with their `TeacherSignals` read from
-the cache. `text_corpus` is every text the student reads or writes, for its tokenizer.
+(in DataLoader workers; from E_v's cached features, `example_visuals`, when E_v is frozen),
+and `StudentCollate` batches them with their `TeacherSignals` read from the cache.
+`text_corpus` is every text the student reads or writes, for its tokenizer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from torch.utils.data import Dataset
 from r4d.errors import InputError
 from r4d.io.r4d_bench import BenchItem, format_prompt, load_split
 from r4d.model.answer import option_text
-from r4d.model.data import item_sample, sampled_video
+from r4d.model.data import item_sample, item_visuals, sampled_video
+from r4d.model.features import FeatureCache, Visual, som_visual, still_visual, video_visual
 from r4d.model.processor import SYSTEM, Sample, StudentProcessor
 from r4d.teacher.cache import TeacherCache
 
@@ -87,13 +89,43 @@ def load_source(source: dict) -> list[Example]:
     return kinds[source["kind"]](source)
 
 
-def example_sample(ex: Example, processor: StudentProcessor, frames: int) -> Sample:
-    """The processor's inputs for one example, with its answer as the target."""
+def example_visuals(ex: Example, frames: int) -> list[Visual]:
+    """An example's visuals in prompt order, as feature cache entries (`r4d.model.features`)."""
     if ex.kind == "r4dsim":
-        return item_sample(ex.item, ex.root, processor, frames, with_answer=True)
+        return item_visuals(ex.item, ex.root, frames)
+    row = ex.item
+    if not row.get("video"):
+        return [still_visual(ex.root, row["image"])]
+    som = [som_visual(ex.root, row["image"])] if row.get("image") else []
+    return [*som, video_visual(ex.root, row["video"], frames)]
+
+
+def example_sample(
+    ex: Example,
+    processor: StudentProcessor,
+    frames: int,
+    with_answer: bool = True,
+    features: FeatureCache | None = None,
+) -> Sample:
+    """The processor's inputs for one example, with its answer as the target (`with_answer`).
+    With `features`, E_v's features of its visuals come from that cache (nothing decoded)."""
+    if ex.kind == "r4dsim":
+        return item_sample(ex.item, ex.root, processor, frames, with_answer, features)
     row = ex.item
     question = _PLACEHOLDER.sub("", row["conversations"][0]["value"]).strip()
-    answer = str(row["conversations"][1]["value"])
+    answer = str(row["conversations"][1]["value"]) if with_answer else None
+    if features is not None:
+        visuals = example_visuals(ex, frames)
+        times, duration, fps, indices = [0.0], None, None, None
+        if row.get("video"):
+            clip = features.clip(visuals[-1])
+            times, duration, fps, indices = clip.times, clip.duration, clip.fps, clip.indices
+        has_som = bool(row.get("video") and row.get("image"))
+        sample = processor.build_from_features(
+            question, features.features(visuals), times, None, has_som, None, duration, fps, answer
+        )
+        sample.frame_indices = list(indices) if indices is not None else None
+        return sample
     som, indices = None, None
     if row.get("video"):
         video = sampled_video(str(ex.root / row["video"]), frames)
@@ -145,17 +177,25 @@ class Mixture:
 
 
 class ExampleDataset(Dataset):
-    """Example i of a mixture as the processor's inputs (with its answer as the target)."""
+    """Example i of a mixture as the processor's inputs (with its answer as the target); with
+    `features`, its visuals are E_v's features from that cache instead of decoded images."""
 
-    def __init__(self, examples: list[Example], processor: StudentProcessor, frames: int):
+    def __init__(
+        self,
+        examples: list[Example],
+        processor: StudentProcessor,
+        frames: int,
+        features: FeatureCache | None = None,
+    ):
         self.examples, self.processor, self.frames = examples, processor, frames
+        self.features = features
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def __getitem__(self, i: int) -> tuple[Sample, str | None]:
         ex = self.examples[i]
-        return example_sample(ex, self.processor, self.frames), ex.clip
+        return example_sample(ex, self.processor, self.frames, features=self.features), ex.clip
 
 
 class StudentCollate:

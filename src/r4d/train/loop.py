@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -82,10 +83,19 @@ class StepSampler(Sampler):
 
 
 def make_accelerator(precision: str = "auto", grad_accum: int = 1) -> Accelerator:
-    """`precision` "auto": bf16 on a GPU, fp32 on a CPU; or "no" / "bf16" / "fp16"."""
+    """`precision` "auto": bf16 on a GPU, fp32 on a CPU; or "no" / "bf16" / "fp16". On a
+    machine without an accelerator, processes started by torchrun (or `accelerate launch`)
+    train together over gloo: Accelerate treats them as one run only when told `cpu`. DDP looks
+    for unused parameters: E_v's last block never reaches the loss (E_p reads `feature_layer`),
+    nor do the parts a recipe or batch leaves out."""
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() else "no"
-    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=precision)
+    return Accelerator(
+        gradient_accumulation_steps=grad_accum,
+        mixed_precision=precision,
+        cpu=not torch.accelerator.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
 
 
 def latest_checkpoint(out: str | Path) -> Path | None:

@@ -2,7 +2,9 @@
 
 A recipe over the shared parts: the run layer (`r4d.train.run`) builds the P4D model, the data
 (`r4d.train.data`) comes through a DataLoader whose collate reads each batch's `TeacherSignals`
-from the offline cache, and `r4d.train.loop.fit` trains, checkpoints and resumes. The P4D model
+from the offline cache (and, when the policy freezes E_v and the student has no fusion layer,
+whose dataset reads E_v's features from the feature cache, built first under OUT/features:
+`r4d.model.features`), and `r4d.train.loop.fit` trains, checkpoints and resumes. The P4D model
 returns L = L_SFT + alpha L_LD + beta L_ED. At the end the student alone is exported to
 `OUT/student` (`r4d.train.export`). Logs: JSONL, TensorBoard, a progress bar, and PNGs of the
 student's decoded depth / flow / motion beside the teacher's (Fig. 5).
@@ -20,10 +22,20 @@ from transformers import get_cosine_schedule_with_warmup
 
 from r4d.errors import InputError
 from r4d.io.atomic import write_text
+from r4d.model.features import FeatureCache, build_features
+from r4d.model.processor import IGNORE, StudentProcessor
 from r4d.p4d.model import P4DModel
 from r4d.teacher.cache import TeacherCache
 from r4d.train.config import TrainConfig
-from r4d.train.data import ExampleDataset, Mixture, StudentCollate, load_source, to_device
+from r4d.train.data import (
+    Example,
+    ExampleDataset,
+    Mixture,
+    StudentCollate,
+    example_visuals,
+    load_source,
+    to_device,
+)
 from r4d.train.export import export_model
 from r4d.train.loop import LoopSettings, fit, make_accelerator
 from r4d.train.run import RUN_CONFIG, apply_trainable, build_model
@@ -51,6 +63,43 @@ def open_cache(config: TrainConfig, model: P4DModel) -> TeacherCache | None:
     return cache
 
 
+def uses_feature_cache(config: TrainConfig, model: P4DModel) -> bool:
+    """The cached path: E_v learns nothing under the policy (once applied), the student has no
+    fusion layer (4D-Concat / 4D-PE change E_v's features per clip), and it is not off."""
+    student = model.student
+    frozen = not any(p.requires_grad for p in student.vision.parameters())
+    return frozen and student.fusion is None and config.feature_cache != "off"
+
+
+def feature_cache(
+    config: TrainConfig,
+    model: P4DModel,
+    processor: StudentProcessor,
+    examples: list[Example],
+    accelerator,
+    progress: bool = True,
+) -> FeatureCache | None:
+    """E_v's features of every example's visuals, cached (or completed) under
+    `config.feature_cache` (default OUT/features) before training; None on the live path."""
+    if not uses_feature_cache(config, model):
+        return None
+    root = Path(config.feature_cache or Path(config.out) / "features")
+    student = model.student
+    student.vision.to(accelerator.device)
+    header = build_features(
+        student,
+        processor,
+        [v for ex in examples for v in example_visuals(ex, config.frames)],
+        root,
+        accelerator.process_index,
+        accelerator.num_processes,
+        workers=config.workers,
+        progress=progress and accelerator.is_main_process,
+    )
+    accelerator.wait_for_everyone()
+    return FeatureCache(root, header)
+
+
 def train(config: TrainConfig, stop_at: int | None = None, progress: bool = True) -> dict:
     """Run (or resume) training; returns a summary. `stop_at` ends this run after that step's
     checkpoint, as an interruption would."""
@@ -69,6 +118,7 @@ def train(config: TrainConfig, stop_at: int | None = None, progress: bool = True
         if not (out / "tokenizer").is_dir():
             tokenizer.save_pretrained(str(out / "tokenizer"))
     apply_trainable(model, config.trainable, config.lora)
+    features = feature_cache(config, model, processor, mixture.examples, accelerator, progress)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(
         trainable, lr=config.optim.lr, weight_decay=config.optim.weight_decay
@@ -79,7 +129,12 @@ def train(config: TrainConfig, stop_at: int | None = None, progress: bool = True
 
     def loss_fn(model, batch):
         signals = batch["signals"].to(device) if batch["signals"] is not None else None
-        return model(to_device(batch["batch"], device), signals)
+        inputs = to_device(batch["batch"], device)
+        per_process = None
+        if accelerator.num_processes > 1:  # L_SFT: the mean over the global batch's tokens
+            targets = (inputs["labels"][:, 1:] != IGNORE).sum()
+            per_process = accelerator.reduce(targets, "sum") / accelerator.num_processes
+        return model(inputs, signals, per_process)
 
     def pictures(step, model, batch):
         if not (config.png_every and step % config.png_every == 0):
@@ -97,6 +152,7 @@ def train(config: TrainConfig, stop_at: int | None = None, progress: bool = True
         seed=config.optim.seed,
         checkpoint_every=config.checkpoint_every,
         log_every=config.log_every,
+        keep=config.keep_checkpoints,
         workers=config.workers,
     )
     start = time.perf_counter()
@@ -105,7 +161,7 @@ def train(config: TrainConfig, stop_at: int | None = None, progress: bool = True
         model,
         optimiser,
         schedule,
-        ExampleDataset(mixture.examples, processor, config.frames),
+        ExampleDataset(mixture.examples, processor, config.frames, features),
         mixture.draw,
         StudentCollate(processor, cache),
         loss_fn,
