@@ -6,15 +6,14 @@ This module is the one owner of the cache's layout; everything else asks it for
   float16: `latent<i>` (T', h, w, D) for hook i = 0 .. hooks - 1 in the teacher's hook order
   (F_4D; none for the oracle), and the maps `depth`, `flow`, `motion` (logits; 0/1 from the
   oracle), `camray` (P_m, as `Teacher.decode`).
-- `index-r<rank>.json`: the hook count, the teacher's identity (`teacher_identity`), per clip
-  the video frame indices its signals were computed on, and per shard its clips, byte size
-  and sha256, and the expected shape of every field. Each process (rank) of a multi-process
-  build writes only its own shards and index (clips are split rank::world_size), so builds
-  scale to many GPUs without coordination.
-Shards and indexes are written atomically and a shard enters the index only once complete, so
-an interrupted build resumes by skipping indexed clips. The reader opens one shard at a time
-(memory-mapped), checks its checksum on first use, checks every tensor's shape, and rejects a
-corrupt shard by name.
+- `index-r<rank>.json`: its header (the hook count, the teacher's identity `teacher_identity`,
+  the shape of every field), per clip the video frame indices its signals were computed on,
+  and per shard its clips, byte size and sha256. Each process (rank) of a multi-process build
+  writes only its own shards and index (clips are split rank::world_size), so builds scale to
+  many GPUs without coordination.
+The store is `r4d.io.shards` (as E_v's feature cache): written atomically, a shard indexed
+only once complete (an interrupted build resumes by skipping indexed clips), every shard's
+checksum checked on first read and every tensor's shape on each, a corrupt shard named.
 """
 
 from __future__ import annotations
@@ -26,34 +25,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from r4d.errors import InputError
-from r4d.io.atomic import atomic_path, write_text
+from r4d.io.shards import ShardReader, ShardWriter, sha256_parameters
 from r4d.teacher.config import PRESETS, TeacherConfig
 from r4d.teacher.data import load_clip, scene_folders
 from r4d.teacher.model import Teacher
 
-SCHEMA = "r4d.teacher.cache/2"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _sha256_module(module: torch.nn.Module) -> str:
-    """sha256 over a module's parameter names and bytes (buffers excluded: they are derived)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.named_parameters()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
+SCHEMA = "r4d.teacher.cache/3"
 
 
 def teacher_identity(source: Teacher | str) -> dict[str, str]:
@@ -64,15 +44,15 @@ def teacher_identity(source: Teacher | str) -> dict[str, str]:
     return {
         "source": "teacher",
         "config": hashlib.sha256(config).hexdigest(),
-        "encoder": _sha256_module(source.encoder),
-        "heads": _sha256_module(source.heads),
+        "encoder": sha256_parameters(source.encoder),
+        "heads": sha256_parameters(source.heads),
     }
 
 
 def heads_identity(config: TeacherConfig, heads: torch.nn.Module) -> dict[str, str]:
     """The part of `teacher_identity` that frozen heads alone can be checked against."""
     encoded = json.dumps(asdict(config), sort_keys=True).encode()
-    return {"config": hashlib.sha256(encoded).hexdigest(), "heads": _sha256_module(heads)}
+    return {"config": hashlib.sha256(encoded).hexdigest(), "heads": sha256_parameters(heads)}
 
 
 def latent_name(hook: int) -> str:
@@ -120,7 +100,8 @@ class TeacherSignals:
 
 
 class CacheWriter:
-    """Appends clips to one rank's shards and index; refuses a folder made by another teacher."""
+    """Appends clips to one rank's shards and index; refuses a folder made by another teacher
+    (or with other hooks or field shapes)."""
 
     def __init__(
         self,
@@ -132,68 +113,17 @@ class CacheWriter:
         shard_clips: int = 64,
         world_size: int = 1,
     ):
-        self.root, self.rank, self.shard_clips = Path(root), rank, shard_clips
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.index_path = self.root / f"index-r{rank}.json"
-        fresh = {
-            "schema": SCHEMA,
-            "teacher": teacher,
-            "hooks": hooks,
-            "world_size": world_size,
-            "shapes": shapes,
-            "frame_indices": {},
-            "shards": [],
-        }
-        if self.index_path.is_file():
-            self.index = _read_index(self.index_path)
-            for key in ("teacher", "hooks", "shapes"):
-                if self.index[key] != fresh[key]:
-                    raise InputError(
-                        f"this cache was made with {key} {self.index[key]}, this build has "
-                        f"{fresh[key]}; use another folder",
-                        where=self.index_path,
-                        field=key,
-                    )
-        else:
-            self.index = fresh
-        self.pending: dict[str, torch.Tensor] = {}
-        self.pending_clips: list[tuple[str, list[int]]] = []
+        header = {"teacher": teacher, "hooks": hooks, "shapes": shapes}
+        self.store = ShardWriter(root, SCHEMA, header, rank, shard_clips, world_size)
 
     def done(self) -> set[str]:
-        return {c for shard in self.index["shards"] for c in shard["clips"]}
+        return set(self.store.done())
 
     def add(self, clip: str, fields: dict[str, torch.Tensor], frame_indices: list[int]) -> None:
-        for name, value in fields.items():
-            self.pending[f"{clip}/{name}"] = value.detach().to("cpu", torch.float16).contiguous()
-        self.pending_clips.append((clip, [int(i) for i in frame_indices]))
-        if len(self.pending_clips) >= self.shard_clips:
-            self.flush()
+        self.store.add(clip, fields, {"frame_indices": [int(i) for i in frame_indices]})
 
     def flush(self) -> None:
-        if not self.pending_clips:
-            return
-        name = f"shard-r{self.rank}-{len(self.index['shards']):05d}.safetensors"
-        with atomic_path(self.root / name) as tmp:
-            save_file(self.pending, str(tmp), metadata={"schema": SCHEMA})
-            size, digest = tmp.stat().st_size, _sha256(tmp)
-        clips = [c for c, _ in self.pending_clips]
-        self.index["shards"].append({"file": name, "clips": clips, "bytes": size, "sha256": digest})
-        self.index["frame_indices"].update(dict(self.pending_clips))
-        write_text(self.index_path, json.dumps(self.index, indent=1) + "\n")
-        self.pending, self.pending_clips = {}, []
-
-
-def _read_index(path: Path) -> dict:
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"cannot read a cache index ({err})", where=path) from None
-    if not isinstance(index, dict) or index.get("schema") != SCHEMA:
-        found = index.get("schema") if isinstance(index, dict) else None
-        raise InputError(
-            f"schema {found!r}, expected {SCHEMA!r} (rebuild the cache)", where=path, field="schema"
-        )
-    return index
+        self.store.flush()
 
 
 class TeacherCache:
@@ -201,29 +131,10 @@ class TeacherCache:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        indexes = sorted(self.root.glob("index-r*.json"))
-        if not indexes:
-            raise InputError("no index-r*.json: not a teacher cache", where=self.root)
-        self.where: dict[str, dict] = {}
-        self.frame_indices: dict[str, list[int]] = {}
-        first = None
-        for path in indexes:
-            index = _read_index(path)
-            if first is None:
-                first = index
-            for key in ("teacher", "hooks", "shapes"):
-                if index[key] != first[key]:
-                    raise InputError(
-                        f"{key} differs from {indexes[0].name}'s: ranks of two builds are mixed",
-                        where=path,
-                        field=key,
-                    )
-            for shard in index["shards"]:
-                for clip in shard["clips"]:
-                    self.where[clip] = shard
-            self.frame_indices.update(index["frame_indices"])
-        self.teacher, self.hooks, self.shapes = first["teacher"], first["hooks"], first["shapes"]
-        self.checked: set[str] = set()
+        self.store = ShardReader(self.root, SCHEMA)
+        header = self.store.header
+        self.teacher, self.hooks, self.shapes = header["teacher"], header["hooks"], header["shapes"]
+        self.frame_indices = {k: v["frame_indices"] for k, v in self.store.entries.items()}
 
     @property
     def motion_is_logits(self) -> bool:
@@ -234,17 +145,17 @@ class TeacherCache:
         return self.hooks > 0
 
     def __len__(self) -> int:
-        return len(self.where)
+        return len(self.store)
 
     def __contains__(self, clip: str) -> bool:
-        return clip in self.where
+        return clip in self.store
 
     def clips(self) -> list[str]:
-        return sorted(self.where)
+        return self.store.keys()
 
     @property
     def bytes_per_clip(self) -> float:
-        shards = {s["file"]: s for s in self.where.values()}.values()
+        shards = {s["file"]: s for s in self.store.where.values()}.values()
         return sum(s["bytes"] for s in shards) / max(len(self), 1)
 
     def check_heads(self, config: TeacherConfig, heads: torch.nn.Module) -> None:
@@ -261,43 +172,15 @@ class TeacherCache:
                     field=f"teacher.{key}",
                 )
 
-    def _open(self, shard: dict):
-        path = self.root / shard["file"]
-        if shard["file"] not in self.checked:
-            if not path.is_file():
-                raise InputError("shard listed in the index is missing", where=path)
-            if path.stat().st_size != shard["bytes"] or _sha256(path) != shard["sha256"]:
-                raise InputError(
-                    "corrupt shard: size or checksum differs from the index", where=path
-                )
-            self.checked.add(shard["file"])
-        try:
-            return safe_open(str(path), framework="pt")
-        except SafetensorError as err:
-            raise InputError(f"corrupt shard ({err})", where=path) from None
-
     def get(self, clip: str) -> dict[str, torch.Tensor]:
         """Every field of one clip (float16), shapes checked against the index."""
-        if clip not in self.where:
-            raise InputError(f"clip {clip!r} is not in the cache", where=self.root)
-        shard = self.where[clip]
-        out = {}
-        with self._open(shard) as f:
-            for name, shape in self.shapes.items():
-                tensor = f.get_tensor(f"{clip}/{name}")
-                if list(tensor.shape) != shape:
-                    raise InputError(
-                        f"{clip}/{name} has shape {list(tensor.shape)}, the index says {shape}",
-                        where=self.root / shard["file"],
-                    )
-                out[name] = tensor
-        return out
+        return self.store.get(clip, self.shapes)
 
     def signals(self, clips: list[str | None], frame_indices: list | None = None) -> TeacherSignals:
         """`TeacherSignals` for a batch: sample i has them when clips[i] is cached. With
         `frame_indices` (per sample, the video frames the student sees), a cached clip whose
         signals were computed on other frames is refused, naming the clip."""
-        has = [c is not None and c in self.where for c in clips]
+        has = [c is not None and c in self.store for c in clips]
         chosen = [c for c, h in zip(clips, has, strict=True) if h]
         if frame_indices is not None:
             for clip, mine, h in zip(clips, frame_indices, has, strict=True):
