@@ -178,6 +178,7 @@ def _config(small_bench, parts, out, **over) -> TrainConfig:
         "checkpoint_every": 2,
         "png_every": 0,
         "log_every": 1,
+        "feature_cache": "auto",
     }
     data.update(over)
     return TrainConfig.from_dict(data)
@@ -196,7 +197,7 @@ def test_a_cached_run_resumes_bit_exactly_with_the_live_loss(teacher_parts, smal
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
     optim = {"steps": 1, "batch_size": 2}
-    live = _config(small_bench, teacher_parts, tmp_path / "live", feature_cache="off", optim=optim)
+    live = _config(small_bench, teacher_parts, tmp_path / "live", feature_cache=None, optim=optim)
     train(live, progress=False)
     assert not (tmp_path / "live" / "features").exists()
 
@@ -205,3 +206,10 @@ def test_a_cached_run_resumes_bit_exactly_with_the_live_loss(teacher_parts, smal
 
     for part in ("sft", "ld", "ed"):
         assert first("straight")[part] == pytest.approx(first("live")[part], rel=1e-3), part
+
+
+def test_a_feature_cache_is_refused_where_e_v_learns(small_bench, teacher_parts, tmp_path):
+    config = _config(small_bench, teacher_parts, tmp_path / "all", trainable="tune-all")
+    with pytest.raises(InputError, match="only when E_v is frozen") as info:
+        train(config, progress=False)
+    assert info.value.field == "feature_cache"

@@ -4,7 +4,7 @@ Sections: `student` (a preset to build, or a folder to start from; time cues; re
 `data` (sources and weights, `r4d.train.data`), `teacher` (the cache to read F_4D and P_m from,
 the teacher folder whose frozen heads decode the student's latents, or "oracle"), `recipe`
 (`r4d.p4d.recipes`: name, variant and field overrides), `trainable` (Tab. 7's policies), `lora`
-(PEFT LoRA on the LLM), `optim`, `precision`, `feature_cache` (E_v's features cached when it
+(PEFT LoRA on the LLM), `optim`, `precision`, `feature_cache` (E_v's features cached, when it
 is frozen) and logging / checkpoint cadence. Unknown fields are refused, naming the field.
 """
 
@@ -82,8 +82,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2  # the latest ones kept (a learning curve keeps one per point)
     workers: int = 2  # DataLoader processes building examples (0: the training process)
-    # Where E_v's cached features go when the policy freezes E_v and the student has no fusion
-    # layer (`r4d.model.features`; default OUT/features), or "off": always run E_v on pixels.
+    # E_v's features cached once (`r4d.model.features`) when the policy freezes E_v and the
+    # student has no fusion layer: a folder, or "auto" (OUT/features); None runs E_v on pixels.
     feature_cache: str | None = None
 
     def __post_init__(self):

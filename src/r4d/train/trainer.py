@@ -64,11 +64,20 @@ def open_cache(config: TrainConfig, model: P4DModel) -> TeacherCache | None:
 
 
 def uses_feature_cache(config: TrainConfig, model: P4DModel) -> bool:
-    """The cached path: E_v learns nothing under the policy (once applied), the student has no
-    fusion layer (4D-Concat / 4D-PE change E_v's features per clip), and it is not off."""
+    """The cached path, when the config asks for it: E_v must learn nothing under the policy
+    (once applied) and the student have no fusion layer (4D-Concat / 4D-PE change E_v's
+    features per clip). Off by default: the cache holds every example's visuals before the
+    first step, which only pays for runs long enough to see most of them."""
+    if config.feature_cache is None:
+        return False
     student = model.student
-    frozen = not any(p.requires_grad for p in student.vision.parameters())
-    return frozen and student.fusion is None and config.feature_cache != "off"
+    if any(p.requires_grad for p in student.vision.parameters()) or student.fusion is not None:
+        raise InputError(
+            f"E_v's features can be cached only when E_v is frozen and the student has no "
+            f"fusion layer (policy {config.trainable}, fusion {student.config.fusion})",
+            field="feature_cache",
+        )
+    return True
 
 
 def feature_cache(
@@ -80,10 +89,11 @@ def feature_cache(
     progress: bool = True,
 ) -> FeatureCache | None:
     """E_v's features of every example's visuals, cached (or completed) under
-    `config.feature_cache` (default OUT/features) before training; None on the live path."""
+    `config.feature_cache` ("auto": OUT/features) before training; None on the live path."""
     if not uses_feature_cache(config, model):
         return None
-    root = Path(config.feature_cache or Path(config.out) / "features")
+    auto = config.feature_cache == "auto"
+    root = Path(config.out) / "features" if auto else Path(config.feature_cache)
     student = model.student
     student.vision.to(accelerator.device)
     header = build_features(
