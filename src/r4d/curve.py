@@ -11,6 +11,7 @@ one panel per group (Avg, Sta, Dyn, each category), with references drawn as hor
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,11 +48,12 @@ def learning_curve(
     cache: str | Path | None = None,
 ) -> list[dict]:
     """Train `config` to max(points) and evaluate the student at every point; returns one row
-    per point ({"step", "questions", "Avg", "Sta", "Dyn", <category>: %}), also written to
-    `config.out/curve.json`."""
+    per point ({"step", "questions", "Avg", <category>: %}), also written to
+    `config.out/curve.json` and drawn in `config.out/curve.png`."""
     points = sorted(set(points))
     out = Path(config.out)
-    config = replace(config, checkpoint_every=points[0], keep_checkpoints=len(points) + 1)
+    every = math.gcd(*points)  # a checkpoint at every point, all of them kept
+    config = replace(config, checkpoint_every=every, keep_checkpoints=points[-1] // every)
     config.optim = replace(config.optim, steps=points[-1])
     train(config, progress=progress)
     bench_ = get_benchmark("r4dsim")
@@ -69,6 +71,8 @@ def learning_curve(
         summary = json.loads((target / "eval" / "summary.json").read_text())
         rows.append({"step": step, "questions": step * per_step, **curve_row(summary)})
     write_text(out / "curve.json", json.dumps(rows, indent=1) + "\n")
+    panels = [k for k in rows[0] if k not in ("step", "questions")]
+    curve_png({config.recipe.variant: rows}, {}, out / "curve.png", panels)
     return rows
 
 
