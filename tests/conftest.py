@@ -35,3 +35,24 @@ def small_bench(small_world, tmp_path_factory):
     per_task = {"train": 400, "val": 40, "test": 60}
     build_bench(small_world, out, BenchSettings(per_task=per_task), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def teacher_parts(small_world, tmp_path_factory):
+    """A random tiny teacher (`teacher/`), its cache of the small world (`cache/`) and the
+    oracle's (`oracle/`), shared by the suite; tests write only beside it."""
+    import torch
+
+    from r4d.teacher.cache import build_cache
+    from r4d.teacher.config import tiny_config
+    from r4d.teacher.data import load_clip, scene_folders
+    from r4d.teacher.model import Teacher
+
+    root = tmp_path_factory.mktemp("teacher_parts")
+    torch.manual_seed(0)
+    teacher = Teacher(tiny_config()).eval()
+    teacher.save_pretrained(root / "teacher")
+    clips = [load_clip(f, tiny_config()) for f in scene_folders(small_world)]
+    build_cache("oracle", clips, root / "oracle", progress=False)
+    build_cache(teacher, clips, root / "cache", progress=False)
+    return root

@@ -8,24 +8,12 @@ import torch
 from safetensors import safe_open
 
 from r4d.errors import InputError
-from r4d.teacher.cache import CacheWriter, TeacherCache, build_cache
+from r4d.teacher.cache import CacheWriter, TeacherCache
 from r4d.teacher.config import tiny_config
-from r4d.teacher.data import load_clip, scene_folders
 from r4d.teacher.model import Teacher
 from r4d.train.config import TrainConfig
 from r4d.train.loop import latest_checkpoint
 from r4d.train.trainer import train
-
-
-@pytest.fixture(scope="module")
-def teacher_cache(small_world, tmp_path_factory):
-    root = tmp_path_factory.mktemp("datapath")
-    torch.manual_seed(0)
-    teacher = Teacher(tiny_config()).eval()
-    teacher.save_pretrained(root / "teacher")
-    clips = [load_clip(f, tiny_config(), with_maps=False) for f in scene_folders(small_world)]
-    build_cache(teacher, clips, root / "cache", progress=False)
-    return root
 
 
 def _config(small_bench, root, out, **over) -> TrainConfig:
@@ -56,8 +44,8 @@ def test_hooks_come_back_in_numeric_order(tmp_path):
     assert signals.maps["depth"].shape == (1, 1, 2, 4, 4)
 
 
-def test_signals_of_other_frames_are_refused_naming_the_clip(teacher_cache, small_world):
-    cache = TeacherCache(teacher_cache / "cache")
+def test_signals_of_other_frames_are_refused_naming_the_clip(teacher_parts, small_world):
+    cache = TeacherCache(teacher_parts / "cache")
     clip = cache.clips()[0]
     right = cache.frame_indices[clip]
     assert len(right) == 16
@@ -67,32 +55,32 @@ def test_signals_of_other_frames_are_refused_naming_the_clip(teacher_cache, smal
     assert info.value.field == "frames"
 
 
-def test_an_8_frame_run_refuses_a_16_frame_cache(teacher_cache, small_bench, tmp_path):
-    config = _config(small_bench, teacher_cache, tmp_path / "run", frames=8)
+def test_an_8_frame_run_refuses_a_16_frame_cache(teacher_parts, small_bench, tmp_path):
+    config = _config(small_bench, teacher_parts, tmp_path / "run", frames=8)
     with pytest.raises(InputError, match=r"clip 'scene_\d+': the run samples frames"):
         train(config, progress=False)
 
 
-def test_heads_of_another_teacher_are_refused(teacher_cache, small_bench, tmp_path):
+def test_heads_of_another_teacher_are_refused(teacher_parts, small_bench, tmp_path):
     torch.manual_seed(1)
     Teacher(tiny_config()).save_pretrained(tmp_path / "other")
     config = _config(
         small_bench,
-        teacher_cache,
+        teacher_parts,
         tmp_path / "run",
-        teacher={"cache": str(teacher_cache / "cache"), "heads": str(tmp_path / "other")},
+        teacher={"cache": str(teacher_parts / "cache"), "heads": str(tmp_path / "other")},
     )
     with pytest.raises(InputError, match="not those of the teacher") as info:
         train(config, progress=False)
     assert info.value.field == "teacher.heads"
 
 
-def test_a_p4d_checkpoint_holds_the_heads_but_no_e4d(teacher_cache, small_bench, tmp_path):
-    train(_config(small_bench, teacher_cache, tmp_path / "run"), progress=False)
+def test_a_p4d_checkpoint_holds_the_heads_but_no_e4d(teacher_parts, small_bench, tmp_path):
+    train(_config(small_bench, teacher_parts, tmp_path / "run"), progress=False)
     weights = latest_checkpoint(tmp_path / "run") / "model.safetensors"
     with safe_open(str(weights), framework="pt") as f:
         keys = list(f.keys())
-    teacher = Teacher.from_pretrained(teacher_cache / "teacher")
+    teacher = Teacher.from_pretrained(teacher_parts / "teacher")
     encoder = {f"heads.{k}" for k in teacher.state_dict() if k.startswith("encoder.")}
     heads = {f"heads.{k}" for k in teacher.state_dict() if k.startswith("heads.")}
     assert heads <= set(keys)  # D_m, frozen, for L_ED

@@ -16,10 +16,6 @@ from r4d.model.features import FeatureCache, build_features, cache_header
 from r4d.model.modeling import R4DStudent
 from r4d.model.processor import StudentProcessor
 from r4d.model.tokenizer import train_tokenizer
-from r4d.teacher.cache import build_cache
-from r4d.teacher.config import tiny_config
-from r4d.teacher.data import load_clip, scene_folders
-from r4d.teacher.model import Teacher
 from r4d.train.config import TrainConfig
 from r4d.train.data import Example, example_sample, example_visuals, load_source
 from r4d.train.trainer import train
@@ -154,17 +150,6 @@ def test_a_cached_training_step_has_the_live_loss(small_bench, tmp_path):
     assert cached_first == pytest.approx(live_first, rel=1e-4)
     assert cached_after == pytest.approx(live_after, rel=1e-3)
     assert cached_after < cached_first
-
-
-@pytest.fixture(scope="module")
-def teacher_parts(small_world, tmp_path_factory):
-    root = tmp_path_factory.mktemp("features")
-    torch.manual_seed(0)
-    teacher = Teacher(tiny_config()).eval()
-    teacher.save_pretrained(root / "teacher")
-    clips = [load_clip(f, tiny_config(), with_maps=False) for f in scene_folders(small_world)]
-    build_cache(teacher, clips, root / "cache", progress=False)
-    return root
 
 
 def _config(small_bench, parts, out, **over) -> TrainConfig:

@@ -24,10 +24,8 @@ from r4d.p4d.decoder import PerceptionDecoder, frame_latents, rearrange
 from r4d.p4d.losses import explicit_loss, latent_loss
 from r4d.p4d.model import P4DModel
 from r4d.p4d.recipes import recipe
-from r4d.teacher.cache import TeacherCache, build_cache
-from r4d.teacher.config import tiny_config
-from r4d.teacher.data import load_clip, scene_folders
-from r4d.teacher.model import Teacher, TeacherHeads
+from r4d.teacher.cache import TeacherCache
+from r4d.teacher.model import TeacherHeads
 from r4d.train.config import TrainConfig
 from r4d.train.trainer import train
 
@@ -143,24 +141,11 @@ def test_losses_equal_hand_computations():
     )
 
 
-@pytest.fixture(scope="module")
-def parts(small_world, small_bench, tmp_path_factory):
-    """A random tiny teacher (heads), an oracle cache and a teacher cache of the small world."""
-    root = tmp_path_factory.mktemp("p4d")
-    torch.manual_seed(0)
-    teacher = Teacher(tiny_config()).eval()
-    teacher.save_pretrained(root / "teacher")
-    clips = [load_clip(f, tiny_config()) for f in scene_folders(small_world)]
-    build_cache("oracle", clips, root / "oracle", progress=False)
-    build_cache(teacher, clips, root / "cache", progress=False)
-    return root
-
-
-def _config(small_bench, parts, out, **over) -> TrainConfig:
+def _config(small_bench, teacher_parts, out, **over) -> TrainConfig:
     data = {
         "out": str(out),
         "data": [{"kind": "r4dsim", "root": str(small_bench)}],
-        "teacher": {"cache": str(parts / "cache"), "heads": str(parts / "teacher")},
+        "teacher": {"cache": str(teacher_parts / "cache"), "heads": str(teacher_parts / "teacher")},
         "recipe": {"name": "paper", "overrides": {"decoder_hidden": 64}},
         "optim": {"steps": 4, "batch_size": 2},
         "checkpoint_every": 2,
@@ -171,7 +156,7 @@ def _config(small_bench, parts, out, **over) -> TrainConfig:
     return TrainConfig.from_dict(data)
 
 
-def _toy(parts, small_bench):
+def _toy(teacher_parts, small_bench):
     from r4d.io.r4d_bench import load_split
     from r4d.model.data import item_sample
 
@@ -179,18 +164,18 @@ def _toy(parts, small_bench):
     tok = train_tokenizer([i.question for i in items] * 20, vocab_size=400)
     torch.manual_seed(0)
     student = build_student("tiny", tok)
-    heads = TeacherHeads.from_pretrained(parts / "teacher")
+    heads = TeacherHeads.from_pretrained(teacher_parts / "teacher")
     model = P4DModel(student, recipe("paper", decoder_hidden=64), heads.config, heads)
     proc = StudentProcessor(tok, student.config)
     samples = [item_sample(i, small_bench, proc, 16, True) for i in items]
-    signals = TeacherCache(parts / "cache").signals(
+    signals = TeacherCache(teacher_parts / "cache").signals(
         [i.extra["scene"] for i in items], [s.frame_indices for s in samples]
     )
     return model, proc.collate(samples), signals
 
 
-def test_gradients_reach_the_llm_through_ld_and_ed_never_the_teacher(parts, small_bench):
-    model, batch, signals = _toy(parts, small_bench)
+def test_gradients_reach_the_llm_through_ld_and_ed_never_the_teacher(teacher_parts, small_bench):
+    model, batch, signals = _toy(teacher_parts, small_bench)
     assert signals.has.all() and len(signals.latents) == 4
     for term in ("ld", "ed"):
         model.zero_grad()
@@ -206,12 +191,12 @@ def test_gradients_reach_the_llm_through_ld_and_ed_never_the_teacher(parts, smal
     )
 
 
-def test_resume_export_and_zero_inference_cost(parts, small_bench, tmp_path):
-    straight = _config(small_bench, parts, tmp_path / "straight")
+def test_resume_export_and_zero_inference_cost(teacher_parts, small_bench, tmp_path):
+    straight = _config(small_bench, teacher_parts, tmp_path / "straight")
     train(straight, progress=False)
-    resumed = _config(small_bench, parts, tmp_path / "resumed")
+    resumed = _config(small_bench, teacher_parts, tmp_path / "resumed")
     assert train(resumed, stop_at=2, progress=False) == {"stopped_at": 2}
-    train(_config(small_bench, parts, tmp_path / "resumed"), progress=False)
+    train(_config(small_bench, teacher_parts, tmp_path / "resumed"), progress=False)
     a, tok = R4DStudent.from_pretrained(tmp_path / "straight" / "student")
     b, _ = R4DStudent.from_pretrained(tmp_path / "resumed" / "student")
     sa, sb = a.state_dict(), b.state_dict()
@@ -230,10 +215,10 @@ def test_resume_export_and_zero_inference_cost(parts, small_bench, tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and all("ld" in r and "ed" in r for r in rows)
 
 
-def test_lora_policy_trains_adapters_and_exports_merged(parts, small_bench, tmp_path):
+def test_lora_policy_trains_adapters_and_exports_merged(teacher_parts, small_bench, tmp_path):
     config = _config(
         small_bench,
-        parts,
+        teacher_parts,
         tmp_path / "lora",
         trainable="tune-p+llm-lora",
         optim={"steps": 2, "batch_size": 2},
@@ -256,11 +241,15 @@ def test_bad_config_names_the_field(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_follows_the_single_process_curve(parts, small_bench, tmp_path):
+def test_two_process_ddp_follows_the_single_process_curve(teacher_parts, small_bench, tmp_path):
     """Global batch 4 either way: one process x 4, or two gloo processes x 2 (same draws)."""
-    single = _config(small_bench, parts, tmp_path / "single", optim={"steps": 3, "batch_size": 4})
+    single = _config(
+        small_bench, teacher_parts, tmp_path / "single", optim={"steps": 3, "batch_size": 4}
+    )
     train(single, progress=False)
-    config = _config(small_bench, parts, tmp_path / "ddp", optim={"steps": 3, "batch_size": 2})
+    config = _config(
+        small_bench, teacher_parts, tmp_path / "ddp", optim={"steps": 3, "batch_size": 2}
+    )
     path = tmp_path / "ddp.json"
     path.write_text(json.dumps(config.to_dict()))
     # torchrun starts two processes (`accelerate launch --cpu` alone starts one); the trainer's
@@ -284,10 +273,10 @@ def test_two_process_ddp_follows_the_single_process_curve(parts, small_bench, tm
         assert two == pytest.approx(one, rel=0.05)  # per-rank token means vs the global mean
 
 
-def test_fusion_baselines_start_as_the_student_and_need_f4d(parts, small_bench, tmp_path):
+def test_fusion_baselines_start_as_the_student_and_need_f4d(teacher_parts, small_bench, tmp_path):
     from r4d.model.modeling import fused_latents
 
-    model, batch, signals = _toy(parts, small_bench)
+    model, batch, signals = _toy(teacher_parts, small_bench)
     base = model.student
     images = base.images_per_sample(batch["input_ids"])
     fused = fused_latents(signals.latents[-1], images, 16, base.config.patch_side)
@@ -308,7 +297,7 @@ def test_fusion_baselines_start_as_the_student_and_need_f4d(parts, small_bench, 
             fusion(**{k: v for k, v in batch.items() if k != "labels"})
     config = _config(
         small_bench,
-        parts,
+        teacher_parts,
         tmp_path / "pe",
         recipe={"name": "paper", "variant": "4d-pe"},
         trainable="tune-p+llm",  # the fusion layer learns under every policy
