@@ -21,6 +21,7 @@ from r4d.eval.adapters import R4DAdapter
 from r4d.eval.benchmarks import get_benchmark
 from r4d.eval.core import per_category_subset
 from r4d.eval.run import evaluate
+from r4d.eval.spec import model_identity
 from r4d.io.atomic import atomic_path, write_text
 from r4d.train.config import TrainConfig
 from r4d.train.export import export_checkpoint
@@ -67,7 +68,9 @@ def learning_curve(
             if not (target / "student" / "config.json").is_file():
                 export_checkpoint(out, target / "student", checkpoint)
             adapter = R4DAdapter(target / "student", "score", cache=cache)
-            evaluate(adapter, bench_, bench, target / "eval", item_ids=ids, progress=progress)
+            model = model_identity(str(target / "student"), "score", cache)
+            eval_out = target / "eval"
+            evaluate(adapter, bench_, bench, eval_out, item_ids=ids, progress=progress, model=model)
         summary = json.loads((target / "eval" / "summary.json").read_text())
         rows.append({"step": step, "questions": step * per_step, **curve_row(summary)})
     write_text(out / "curve.json", json.dumps(rows, indent=1) + "\n")

@@ -28,6 +28,7 @@ from r4d.eval.adapters import R4DAdapter
 from r4d.eval.benchmarks import get_benchmark
 from r4d.eval.core import per_category_subset
 from r4d.eval.run import evaluate
+from r4d.eval.spec import model_identity
 from r4d.io.atomic import write_text
 from r4d.model.modeling import count_parameters
 from r4d.reproduce_report import run_folder, write_report
@@ -366,7 +367,8 @@ def _evaluate(
             adapter = R4DAdapter(student, "score", cache=cache)
             if progress:
                 print(f"[reproduce] evaluating {name} seed {seed} on {bname}", flush=True)
-            evaluate(adapter, bench_, bench, target, item_ids=ids, progress=progress)
+            model = model_identity(str(student), "score", cache)
+            evaluate(adapter, bench_, bench, target, item_ids=ids, progress=progress, model=model)
         summaries[bname] = json.loads((target / "summary.json").read_text())
     results["runs"][key] = {"name": name, "seed": seed, **summaries}
 

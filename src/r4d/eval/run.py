@@ -9,10 +9,19 @@ first). `summary.json` holds `results[<benchmark>]` with keys `<metric>,none`,
 read, not drawn) and `<metric>_<category>,none`, the scoring options used (the protocol block:
 every named deviation from the official code that was on is listed in its `extras`), and the
 counts; `table.md` the paper's layout for the benchmark.
+
+`manifest.json` (`r4d.io.manifest`) names what made the rows: the model (`model`, an
+`Identity` from `r4d.eval.spec.model_identity`: the files of a model folder, not its path), the
+benchmark and the sha256 of its items as loaded (`items_sha256`), and the protocol (every
+`ScoringOptions` field). A rerun that differs in any of them is refused, naming the fields;
+`overwrite` starts fresh. Which items are asked (`limit`, `item_ids`), the batch size, the data
+folder's path and the code version are only recorded: a larger `limit` extends a run (rows are
+per item, and a summary counts only the items asked for).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import defaultdict
@@ -25,7 +34,10 @@ from tqdm import tqdm
 from r4d.eval.adapters import OpenAIJudge
 from r4d.eval.core import Benchmark, EvalItem, ScoringOptions
 from r4d.eval.spec import parse_spec
-from r4d.io.atomic import write_text
+from r4d.io.atomic import exclusive_lock, write_text
+from r4d.io.manifest import Identity, check_or_write
+
+EVAL_FILES = ("samples.jsonl", "summary.json", "table.md")  # what `overwrite` deletes
 
 
 def _variants(item: EvalItem, options: ScoringOptions) -> list[list[int] | None]:
@@ -34,6 +46,25 @@ def _variants(item: EvalItem, options: ScoringOptions) -> list[list[int] | None]
         return [None]
     n = len(item.options)
     return [[(i + shift) % n for i in range(n)] for shift in range(n)]
+
+
+def items_sha256(items: list[EvalItem], root: str | Path) -> str:
+    """sha256 over the items as loaded (their text, options, answers, categories; media paths
+    relative to `root`, embedded images by their sha256), so a changed benchmark file is
+    another benchmark wherever it lies."""
+    root = Path(root)
+
+    def plain(value):
+        if isinstance(value, Path):
+            return str(value.relative_to(root)) if value.is_relative_to(root) else str(value)
+        if isinstance(value, bytes | bytearray):
+            return "sha256:" + hashlib.sha256(value).hexdigest()
+        if isinstance(value, np.ndarray | np.generic):
+            return value.tolist()
+        return str(value)
+
+    text = json.dumps([asdict(i) for i in items], default=plain, sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _load_done(path: Path) -> dict[str, dict]:
@@ -58,10 +89,14 @@ def evaluate(
     progress: bool = True,
     item_ids: set[str] | None = None,
     judge=None,
+    model: Identity | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Evaluate `adapter` on `bench` from the files under `root` (only `item_ids`, if given);
     returns the summary. With `options.judge`, a judge model (`judge`, else an `OpenAIJudge`
-    built from the spec) reads the outputs instead of the benchmark's rules."""
+    built from the spec) reads the outputs instead of the benchmark's rules. `model` is the
+    model's identity (`model_identity`; default: the adapter's name only); a folder holding
+    another run is refused unless `overwrite`, which deletes its results first."""
     options = options or bench.default_options()
     bench.check_options(options)
     if options.judge:
@@ -71,8 +106,30 @@ def evaluate(
     else:
         judge = None
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    items = [i for i in bench.load(root) if item_ids is None or i.id in item_ids][:limit]
+    everything = bench.load(root)
+    model = model or Identity({"name": getattr(adapter, "name", type(adapter).__name__)})
+    identity = Identity(
+        {
+            "kind": "eval",
+            "model": model.compared,
+            "benchmark": {"name": bench.name, "items": items_sha256(everything, root)},
+            "protocol": asdict(options),
+        },
+        {
+            "model": model.recorded,
+            "data": str(root),
+            "limit": limit,
+            "item_ids": None if item_ids is None else len(item_ids),
+            "batch": batch,
+        },
+    )
+    with exclusive_lock(out, "eval"):
+        check_or_write(out, identity, overwrite, EVAL_FILES)
+        items = [i for i in everything if item_ids is None or i.id in item_ids][:limit]
+        return _run(adapter, bench, items, out, options, batch, progress, judge)
+
+
+def _run(adapter, bench, items, out, options, batch, progress, judge) -> dict:
     samples = out / "samples.jsonl"
     done = _load_done(samples)
     todo = [i for i in items if i.id not in done]

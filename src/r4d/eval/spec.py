@@ -5,6 +5,9 @@
   `DEFAULT_OPENAI_URL`);
 - `hf:<folder>`: a transformers image-text-to-text model;
 - anything else: an r4d student or NVILA-Lite folder.
+
+`model_identity` is what a spec evaluates, for a run's manifest: a folder by its files' sha256
+(its path only recorded), a served model by its name (its url only recorded).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from r4d.errors import InputError
 from r4d.eval import adapters
+from r4d.io.manifest import Identity, folder_identity
 
 DEFAULT_OPENAI_URL = "http://127.0.0.1:8000/v1"
 NAMED = ("random", "oracle", "scripted")
@@ -87,3 +91,24 @@ def adapter_from_spec(spec: ModelSpec | str, mode: str = "score", cache: str | P
             raise InputError(f"mode is score or generate, got {mode!r}", field="mode")
         return adapters.R4DAdapter(spec.name, mode, cache=cache)
     raise InputError(f"{spec} cannot be evaluated; one of {', '.join(EVAL_KINDS)}", field="model")
+
+
+def model_identity(
+    spec: ModelSpec | str, mode: str = "score", cache: str | Path | None = None
+) -> Identity:
+    """What `adapter_from_spec(spec, mode, cache)` evaluates: the kind and, for a folder, every
+    file's sha256 and (r4d students) the mode and the teacher cache's index; for a served model
+    its name. Paths and urls are recorded only: the same model elsewhere is the same model."""
+    if isinstance(spec, str):
+        spec = parse_spec(spec, EVAL_KINDS)
+    if spec.kind in NAMED:
+        return Identity({"kind": spec.kind})
+    if spec.kind == "openai":
+        return Identity({"kind": "openai", "name": spec.name}, {"url": spec.url})
+    compared = {"kind": spec.kind, "files": folder_identity(spec.name)}
+    recorded = {"path": spec.name}
+    if spec.kind == "folder":
+        compared["mode"] = mode
+        compared["cache"] = folder_identity(cache, "index-r*.json") if cache else None
+        recorded["cache"] = None if cache is None else str(cache)
+    return Identity(compared, recorded)

@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from r4d.errors import InputError
-from r4d.io.r4d_bench import BenchItem, format_prompt, load_split
+from r4d.io.r4d_bench import BenchItem, format_prompt, load_items
 from r4d.model.answer import option_text
 from r4d.model.data import item_sample, item_visuals, sampled_video
 from r4d.model.features import FeatureCache, Visual, som_visual, still_visual, video_visual
@@ -48,7 +48,7 @@ class Example:
 
 def _bench_examples(source: dict) -> list[Example]:
     root = Path(source["root"])
-    items = load_split(root, source.get("split", "train"))
+    items = load_items(source_file(source))
     out = []
     for item in items:
         whole_video = item.extra.get("scene") and not item.video.startswith("clipped/timebench")
@@ -78,6 +78,13 @@ def _llava_examples(source: dict) -> list[Example]:
             )
         out.append(Example("llava", row, root, row.get("video")))
     return out
+
+
+def source_file(source: dict) -> Path:
+    """The file a source's examples are read from (its media are named by it)."""
+    if source.get("kind") == "r4dsim":
+        return Path(source["root"]) / f"{source.get('split', 'train')}.json"
+    return Path(source["path"])
 
 
 def load_source(source: dict) -> list[Example]:

@@ -1,8 +1,15 @@
 """The run layer: what a training run folder holds and how its model is built and loaded.
 
-A run folder (`r4d train`) holds `train_config.json` (the resolved `TrainConfig`), `tokenizer/`
-(trained on the data's text when the student is built from a preset), `checkpoints/step-N/`
-(`r4d.train.loop`), `log.jsonl`, `tb/`, and at the end `student/` (the exported student).
+A run folder (`r4d train`) holds `manifest.json` (`run_identity`), `train_config.json` (the
+resolved `TrainConfig`, as the run was started), `tokenizer/` (trained on the data's text when
+the student is built from a preset), `checkpoints/step-N/` (`r4d.train.loop`), `log.jsonl`,
+`tb/`, and at the end `student/` (the exported student).
+
+- `run_identity(config)`: what a run's weights depend on, for its manifest: the config but its
+  `BOOKKEEPING` fields and paths, the sha256 of every data source's file, the starting
+  student's files, the teacher cache's index and the heads' folder. `check_run` refuses a
+  folder made by another (naming the fields, both values), also a folder from before manifests
+  whose train_config.json differs.
 
 - `load_student(path)`: a student folder of either kind, an r4d one (`R4DStudent`) or an
   NVILA-Lite checkpoint; the one place that tells them apart.
@@ -23,6 +30,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from r4d.errors import InputError
+from r4d.io.manifest import Identity, check, differences, file_identity, folder_identity, refusal
 from r4d.io.weights import load_strict
 from r4d.model import build_student
 from r4d.model.modeling import R4DStudent
@@ -34,10 +42,78 @@ from r4d.p4d.recipes import recipe as make_recipe
 from r4d.teacher.config import PRESETS as TEACHER_PRESETS
 from r4d.teacher.model import TeacherHeads
 from r4d.train.config import TrainConfig
-from r4d.train.data import load_source, text_corpus
+from r4d.train.data import load_source, source_file, text_corpus
 from r4d.train.loop import latest_checkpoint
 
 RUN_CONFIG = "train_config.json"
+# What `--overwrite` deletes from a run folder without a manifest (with one: everything).
+RUN_FILES = (
+    RUN_CONFIG,
+    "tokenizer",
+    "checkpoints",
+    "log.jsonl",
+    "tb",
+    "png",
+    "student",
+    "features",
+    "curve",
+    "curve.json",
+    "curve.png",
+)
+# Fields that change only where and how often a run reports, not its weights (a resumed run
+# ends with the weights of an uninterrupted one whatever its checkpoint cadence): recorded in
+# the manifest, never compared. `learning_curve` sets checkpoint_every / keep_checkpoints.
+BOOKKEEPING = ("out", "log_every", "png_every", "checkpoint_every", "keep_checkpoints", "workers")
+
+
+def config_identity(config: TrainConfig) -> dict:
+    """The config's part of `run_identity`: every field but BOOKKEEPING and the paths of
+    inputs (named by content instead), and whether E_v's features are cached (float16)."""
+    part = config.to_dict()
+    for name in BOOKKEEPING:
+        del part[name]
+    part["data"] = [{k: v for k, v in s.items() if k not in ("path", "root")} for s in part["data"]]
+    del part["student"]["path"], part["teacher"]["cache"], part["teacher"]["heads"]
+    part["feature_cache"] = config.feature_cache is not None
+    return part
+
+
+def run_identity(config: TrainConfig) -> Identity:
+    """What a run's weights depend on: `config_identity` and its inputs by content (compared),
+    the bookkeeping fields and the inputs' paths (recorded)."""
+    student, teacher = config.student, config.teacher
+    inputs = {
+        "data": [{"file": file_identity(source_file(s))} for s in config.data],
+        "student": folder_identity(student.path) if student.path else None,
+        "teacher_cache": folder_identity(teacher.cache, "index-r*.json") if teacher.cache else None,
+        "teacher_heads": folder_identity(teacher.heads) if teacher.heads else None,
+    }
+    paths = {
+        "data": [{k: s[k] for k in ("path", "root") if k in s} for s in config.data],
+        "student": student.path,
+        "teacher_cache": teacher.cache,
+        "teacher_heads": teacher.heads,
+        "feature_cache": config.feature_cache,
+    }
+    recorded = {name: getattr(config, name) for name in BOOKKEEPING}
+    return Identity(
+        {"kind": "train", **config_identity(config), "inputs": inputs},
+        {**recorded, "paths": paths},
+    )
+
+
+def check_run(out: str | Path, config: TrainConfig, identity: Identity) -> bool:
+    """True when `out` holds this run (resume), False when it holds none; an InputError naming
+    the differing fields when it holds another (its manifest, or for a folder from before
+    manifests its train_config.json). Writes nothing."""
+    if check(out, identity):
+        return True
+    if (Path(out) / RUN_CONFIG).is_file():
+        old = config_identity(read_run_config(out))
+        diffs = differences(old, config_identity(config))
+        if diffs:
+            raise refusal(out, diffs, f"in {RUN_CONFIG}")
+    return False
 
 
 def is_nvila_folder(path: str | Path) -> bool:

@@ -8,10 +8,16 @@ whose dataset reads E_v's features from the feature cache, built first under OUT
 returns L = L_SFT + alpha L_LD + beta L_ED. At the end the student alone is exported to
 `OUT/student` (`r4d.train.export`). Logs: JSONL, TensorBoard, a progress bar, and PNGs of the
 student's decoded depth / flow / motion beside the teacher's (Fig. 5).
+
+A rerun resumes only the run its folder holds: `r4d.train.run.check_run` refuses a folder made
+with another config, data or starting student before anything is read or written there, and
+the manifest and train_config.json of a resumed run are left as they were; `overwrite` deletes
+the folder's previous results and starts fresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -21,7 +27,8 @@ from accelerate.utils import set_seed
 from transformers import get_cosine_schedule_with_warmup
 
 from r4d.errors import InputError
-from r4d.io.atomic import write_text
+from r4d.io.atomic import exclusive_lock, write_text
+from r4d.io.manifest import Identity, clear, write
 from r4d.model.features import FeatureCache, build_features
 from r4d.model.processor import IGNORE, StudentProcessor
 from r4d.p4d.model import P4DModel
@@ -38,7 +45,14 @@ from r4d.train.data import (
 )
 from r4d.train.export import export_model
 from r4d.train.loop import LoopSettings, fit, make_accelerator
-from r4d.train.run import RUN_CONFIG, apply_trainable, build_model
+from r4d.train.run import (
+    RUN_CONFIG,
+    RUN_FILES,
+    apply_trainable,
+    build_model,
+    check_run,
+    run_identity,
+)
 from r4d.train.visualise import decoded_png
 
 
@@ -110,11 +124,43 @@ def feature_cache(
     return FeatureCache(root, header)
 
 
-def train(config: TrainConfig, stop_at: int | None = None, progress: bool = True) -> dict:
+def begin_run(
+    out: Path, config: TrainConfig, identity: Identity, overwrite: bool, accelerator
+) -> bool:
+    """Resume (True) the run `out` holds when it is this one, or start it fresh (False): every
+    process checks first (all refuse alike), then the main one clears the folder (`overwrite`)
+    and writes the manifest and train_config.json."""
+    resumed = False if overwrite else check_run(out, config, identity)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and not resumed:
+        if overwrite:
+            clear(out, RUN_FILES)
+        write(out, identity, RUN_FILES)
+        if not (out / RUN_CONFIG).is_file():  # one from before manifests is kept as it was
+            write_text(out / RUN_CONFIG, json.dumps(config.to_dict(), indent=1) + "\n")
+    accelerator.wait_for_everyone()
+    return resumed
+
+
+def train(
+    config: TrainConfig,
+    stop_at: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict:
     """Run (or resume) training; returns a summary. `stop_at` ends this run after that step's
-    checkpoint, as an interruption would."""
+    checkpoint, as an interruption would. A folder holding a run of another identity is
+    refused (`check_run`) unless `overwrite`, which deletes its results first."""
     out = Path(config.out)
     accelerator = make_accelerator(config.precision, config.optim.grad_accum)
+    identity = run_identity(config)
+    main = accelerator.is_main_process
+    with exclusive_lock(out, "training") if main else contextlib.nullcontext():
+        begin_run(out, config, identity, overwrite, accelerator)
+        return _train(config, out, accelerator, stop_at, progress)
+
+
+def _train(config: TrainConfig, out: Path, accelerator, stop_at, progress) -> dict:
     set_seed(config.optim.seed)
     sources = [load_source(s) for s in config.data]
     model, processor, tokenizer = build_model(config, sources, out)
@@ -123,8 +169,6 @@ def train(config: TrainConfig, stop_at: int | None = None, progress: bool = True
         sources = [[ex for ex in s if ex.clip in cache] for s in sources]
     mixture = Mixture(sources, [s.get("weight", 1.0) for s in config.data])
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / RUN_CONFIG, json.dumps(config.to_dict(), indent=1) + "\n")
         if not (out / "tokenizer").is_dir():
             tokenizer.save_pretrained(str(out / "tokenizer"))
     apply_trainable(model, config.trainable, config.lora)
