@@ -26,6 +26,34 @@ app.add_typer(bench_app, name="bench")
 HEIGHT = typer.Option(128, help="Image height in pixels (even).")
 WIDTH = typer.Option(128, help="Image width in pixels (even).")
 FRAMES = typer.Option(16, "--frames", help="Uniformly sampled frames that get exact signals.")
+API_KEY = typer.Option(
+    "",
+    help="openai: the API key (default $OPENAI_API_KEY; a local server needs none). "
+    "Written to no file.",
+    show_default=False,
+)
+MAX_RETRIES = typer.Option(
+    5, min=0, help="openai: retries on 429, 5xx and timeouts (exponential backoff, Retry-After)."
+)
+TIMEOUT = typer.Option(120.0, min=0.001, help="openai: seconds a request may take.")
+IMAGE_DETAIL = typer.Option("auto", help="openai: each image part's detail: auto, low or high.")
+MAX_IMAGE_SIDE = typer.Option(
+    0, min=0, help="openai: shrink images (aspect kept) to at most PX a side (0: as they are)."
+)
+
+
+def _api(api_key: str, concurrency: int, retries: int, timeout: float, detail: str, side: int):
+    """How the OpenAI-compatible adapters reach their server (`r4d eval`, `r4d curate`)."""
+    from r4d.eval.adapters import APIOptions
+
+    return APIOptions(
+        api_key=api_key or None,
+        concurrency=concurrency,
+        max_retries=retries,
+        timeout=timeout,
+        image_detail=detail,
+        max_image_side=side,
+    )
 
 
 def _settings(height: int, width: int, frames: int, sheet: bool):
@@ -300,16 +328,20 @@ def pretrain_command(
 def train_command(
     config: Path = typer.Option(..., help="A training config (JSON or YAML)."),
     steps: int = typer.Option(0, help="Override optim.steps (0: keep)."),
+    overwrite: bool = typer.Option(
+        False, help="Delete the run folder's previous checkpoints and results and start fresh."
+    ),
 ) -> None:
     """SFT + P4D training on Accelerate; run under `accelerate launch` for several processes.
-    A rerun resumes from the latest checkpoint."""
+    A rerun resumes from the latest checkpoint (refused when the folder holds a run of another
+    config, data or starting student)."""
     from r4d.train.config import TrainConfig
     from r4d.train.trainer import train
 
     cfg = TrainConfig.load(config)
     if steps:
         cfg.optim.steps = steps
-    summary = train(cfg)
+    summary = train(cfg, overwrite=overwrite)
     typer.echo(f"trained {summary['steps']} steps; student exported to {cfg.out}/student")
 
 
@@ -353,13 +385,26 @@ def eval_command(
         [], help="A named deviation from the official scoring (repeatable; the benchmark's EXTRAS)."
     ),
     judge: str = typer.Option("", help="vlm4d: a judge model reads the answers, openai:<m>@<url>."),
+    api_key: str = API_KEY,
+    concurrency: int = typer.Option(
+        4, min=1, help="openai: requests in flight at once (at most --batch: a batch at a time)."
+    ),
+    max_retries: int = MAX_RETRIES,
+    timeout: float = TIMEOUT,
+    image_detail: str = IMAGE_DETAIL,
+    max_image_side: int = MAX_IMAGE_SIDE,
+    overwrite: bool = typer.Option(
+        False, help="Delete the run folder's previous results and start fresh."
+    ),
 ) -> None:
-    """Evaluate a model on a benchmark with its official protocol; a rerun resumes."""
+    """Evaluate a model on a benchmark with its official protocol; a rerun resumes (refused
+    when the folder holds another model, benchmark file or protocol)."""
     from dataclasses import replace
 
+    from r4d.eval.adapters import OpenAIAdapter, OpenAIJudge
     from r4d.eval.benchmarks import get_benchmark
     from r4d.eval.run import evaluate
-    from r4d.eval.spec import adapter_from_spec
+    from r4d.eval.spec import EVAL_KINDS, adapter_from_spec, model_identity, parse_spec
 
     benchmark = get_benchmark(bench)
     options = benchmark.default_options()
@@ -371,8 +416,29 @@ def eval_command(
         extras=tuple(scoring),
         judge=judge or None,
     )
-    adapter = adapter_from_spec(model, mode, cache)
-    evaluate(adapter, benchmark, data, out, options, limit or None, batch)
+    api = _api(api_key, concurrency, max_retries, timeout, image_detail, max_image_side)
+    spec = parse_spec(model, EVAL_KINDS)
+    if spec.kind == "openai":
+        adapter = OpenAIAdapter(spec.url, spec.name, api)
+    else:
+        adapter = adapter_from_spec(spec, mode, cache)
+    reader = None
+    if judge:
+        judged = parse_spec(judge, ("openai",), field="judge")
+        reader = OpenAIJudge(judged.url, judged.name, api)
+    identity = model_identity(spec, mode, cache)
+    evaluate(
+        adapter,
+        benchmark,
+        data,
+        out,
+        options,
+        limit or None,
+        batch,
+        judge=reader,
+        model=identity,
+        overwrite=overwrite,
+    )
     typer.echo((out / "table.md").read_text())
 
 
@@ -425,12 +491,18 @@ def curate(
     world: Path = typer.Option(None, help="The world folder, for ground-truth regions."),
     reviewed: Path = typer.Option(None, help="A Label Studio export with the reviews."),
     force: bool = typer.Option(False, help="Redo the chosen stages for every item."),
+    api_key: str = API_KEY,
+    max_retries: int = MAX_RETRIES,
+    timeout: float = TIMEOUT,
+    image_detail: str = IMAGE_DETAIL,
+    max_image_side: int = MAX_IMAGE_SIDE,
 ) -> None:
     """Extract, detect & segment, mark, match, review, trim: the paper's curation pipeline."""
     from r4d.curate.backends import detector_from_spec, vlm_from_spec
     from r4d.curate.pipeline import Curation
 
-    model, finder = vlm_from_spec(vlm), detector_from_spec(detector, world)
+    api = _api(api_key, 1, max_retries, timeout, image_detail, max_image_side)
+    model, finder = vlm_from_spec(vlm, api), detector_from_spec(detector, world)
     counts = Curation(source, out, model, finder, reviewed).run(stages.split(","), force)
     for stage, outcome in counts.items():
         typer.echo(f"{stage:8s} " + ", ".join(f"{k}: {v}" for k, v in outcome.items()))

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from openai import OpenAI
 from PIL import Image
 from transformers import AutoTokenizer, GroundingDinoForObjectDetection, Sam2Model
 
 from r4d.errors import InputError
-from r4d.eval.adapters import HFAdapter, png_data_url
+from r4d.eval.adapters import APIOptions, HFAdapter, OpenAIAdapter
 from r4d.eval.core import EvalItem, Request
 from r4d.eval.spec import ModelSpec, parse_spec
 from r4d.io.masks import encode_mask, mask_box
@@ -83,23 +82,18 @@ class ScriptedVLM:
 
 
 class OpenAIVLM:
-    def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", max_tokens: int = 256):
-        self.client = OpenAI(base_url=base_url, api_key=api_key)
-        self.model, self.max_tokens = model, max_tokens
-        self.name = f"openai:{model}"
+    """An OpenAI-compatible chat model: the evaluation adapter, one image per question (key,
+    retries, timeout and image detail and size as `api` says)."""
+
+    def __init__(
+        self, base_url: str, model: str, api: APIOptions | None = None, max_tokens: int = 256
+    ):
+        self.adapter = OpenAIAdapter(base_url, model, api, max_tokens)
+        self.name = self.adapter.name
 
     def ask(self, prompt: str, image: np.ndarray, meta: dict) -> str:
-        content = [
-            {"type": "image_url", "image_url": {"url": png_data_url(image)}},
-            {"type": "text", "text": prompt},
-        ]
-        reply = self.client.chat.completions.create(
-            model=self.model,
-            messages=[{"role": "user", "content": content}],
-            max_tokens=self.max_tokens,
-            temperature=0,
-        )
-        return reply.choices[0].message.content or ""
+        item = EvalItem(meta.get("id", "x"), "curate", "curate", prompt)
+        return self.adapter.ask(Request(item, prompt, [image]))
 
 
 class HFVLM:
@@ -234,14 +228,15 @@ def _class_spans(tokenizer, text: str, classes: list[str]) -> list[tuple[int, in
 VLM_KINDS = ("scripted", "openai", "hf")
 
 
-def vlm_from_spec(spec: ModelSpec | str):
-    """The curation VLM a spec names: scripted, openai:<model>@<url> or hf:<folder>."""
+def vlm_from_spec(spec: ModelSpec | str, api: APIOptions | None = None):
+    """The curation VLM a spec names: scripted, openai:<model>@<url> (reached as `api` says)
+    or hf:<folder>."""
     if isinstance(spec, str):
         spec = parse_spec(spec, VLM_KINDS, field="vlm")
     if spec.kind == "scripted":
         return ScriptedVLM()
     if spec.kind == "openai":
-        return OpenAIVLM(spec.url, spec.name)
+        return OpenAIVLM(spec.url, spec.name, api)
     if spec.kind == "hf":
         return HFVLM(spec.name)
     raise InputError(f"{spec} is no curation VLM; one of {', '.join(VLM_KINDS)}", field="vlm")

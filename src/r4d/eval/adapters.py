@@ -4,7 +4,8 @@
 - `R4DAdapter`: r4d's own students (a saved student or an NVILA-Lite folder), by option
   scoring (the best continuation "(B) ...") or greedy generation.
 - `OpenAIAdapter`: any OpenAI-compatible chat-completions server (vLLM, SGLang, hosted APIs);
-  images and frames go as base64 PNG `image_url` parts before the prompt.
+  images and frames go as base64 PNG `image_url` parts before the prompt. `APIOptions` says
+  how: the key, concurrent requests, retries and timeout, image detail and size.
 - `HFAdapter`: Hugging Face image-text-to-text models (Qwen2.5-VL, LLaVA-OneVision) from a local
   folder, frames given as images through the model's own (PIL-based) processor.
 - `OpenAIJudge`: not a model under test but a reader of its outputs (judged scoring, e.g.
@@ -17,9 +18,13 @@ import base64
 import io
 import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import openai
 from PIL import Image
 
 from r4d.errors import InputError
@@ -140,46 +145,132 @@ class R4DAdapter:
         ]
 
 
-def png_data_url(image: np.ndarray) -> str:
+def png_data_url(image: np.ndarray, max_side: int = 0) -> str:
+    """A base64 PNG data URL of `image`; with `max_side`, first shrunk (aspect kept) so that
+    neither side exceeds it."""
+    picture = Image.fromarray(image)
+    if max_side and max(picture.size) > max_side:
+        picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    picture.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+IMAGE_DETAILS = ("auto", "low", "high")
+
+
+@dataclass(frozen=True)
+class APIOptions:
+    """How r4d talks to an OpenAI-compatible API (the model under test, a judge, a curation VLM).
+
+    `api_key`: the key sent as "Authorization: Bearer ..."; None takes $OPENAI_API_KEY, and
+    with neither a placeholder ("EMPTY", what local vLLM / SGLang servers accept). It is kept
+    out of repr and out of every file r4d writes. `max_retries` and `timeout` (seconds) go to
+    the openai client, which retries 408 / 409 / 429 / 5xx, timeouts and dropped connections
+    with exponential backoff (0.5 s doubling to 8 s), honouring Retry-After. `concurrency`:
+    requests in flight at once. Images go as `image_url` parts with `detail` `image_detail`,
+    shrunk first to at most `max_image_side` pixels a side (0: as given)."""
+
+    api_key: str | None = field(default=None, repr=False)
+    concurrency: int = 4
+    max_retries: int = 5
+    timeout: float = 120.0
+    image_detail: str = "auto"
+    max_image_side: int = 0
+
+    def __post_init__(self):
+        if self.image_detail not in IMAGE_DETAILS:
+            raise InputError(
+                f"one of {', '.join(IMAGE_DETAILS)}, got {self.image_detail!r}",
+                field="image_detail",
+            )
+        for name in ("concurrency", "timeout"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"must be > 0, got {getattr(self, name)}", field=name)
+        for name in ("max_retries", "max_image_side"):
+            if getattr(self, name) < 0:
+                raise InputError(f"must be >= 0, got {getattr(self, name)}", field=name)
+
+    def client(self, base_url: str) -> openai.OpenAI:
+        key = self.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        return openai.OpenAI(
+            base_url=base_url, api_key=key, timeout=self.timeout, max_retries=self.max_retries
+        )
+
+
+def chat(client: openai.OpenAI, item_id: str, **create) -> str:
+    """The first choice's text of one chat completion (`create`: its arguments). A request that
+    still fails after the client's retries (or is refused: 400, 401, ...) is an InputError
+    naming the item."""
+    try:
+        reply = client.chat.completions.create(**create)
+    except openai.APIError as err:
+        raise InputError(
+            f"no answer from {create['model']} at {client.base_url} ({type(err).__name__}: "
+            f"{err}; 429, 5xx and timeouts are retried, here {client.max_retries} times: "
+            "--max-retries)",
+            where=f"item {item_id}",
+        ) from err
+    return reply.choices[0].message.content or ""
+
+
 class OpenAIAdapter:
-    """Chat completions against `base_url` (e.g. http://127.0.0.1:8000/v1)."""
+    """Chat completions against `base_url` (e.g. http://127.0.0.1:8000/v1), `api.concurrency`
+    requests at a time; answers come back in request order."""
 
     def __init__(
-        self,
-        base_url: str,
-        model: str,
-        api_key: str = "EMPTY",
-        max_tokens: int = 64,
-        timeout: float = 120.0,
+        self, base_url: str, model: str, api: APIOptions | None = None, max_tokens: int = 64
     ):
-        from openai import OpenAI
-
-        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout)
+        self.api = api or APIOptions()
+        self.client = self.api.client(base_url)
         self.model, self.max_tokens = model, max_tokens
         self.name = f"openai:{model}"
 
     def messages(self, r: Request) -> list[dict]:
         visuals = list(r.images) + (list(r.frames) if r.frames is not None else [])
-        content = [{"type": "image_url", "image_url": {"url": png_data_url(v)}} for v in visuals]
+        content = [
+            {
+                "type": "image_url",
+                "image_url": {
+                    "url": png_data_url(v, self.api.max_image_side),
+                    "detail": self.api.image_detail,
+                },
+            }
+            for v in visuals
+        ]
         content.append({"type": "text", "text": r.prompt})
         return [{"role": "user", "content": content}]
 
+    def ask(self, r: Request) -> str:
+        return chat(
+            self.client,
+            r.item.id,
+            model=self.model,
+            messages=self.messages(r),
+            max_tokens=self.max_tokens,
+            temperature=0,
+        )
+
     def answer(self, requests: list[Request]) -> list[str]:
-        out = []
-        for r in requests:
-            reply = self.client.chat.completions.create(
-                model=self.model,
-                messages=self.messages(r),
-                max_tokens=self.max_tokens,
-                temperature=0,
-            )
-            out.append(reply.choices[0].message.content or "")
-        return out
+        """Once a request has failed, those not yet sent are not sent; the first failure in
+        request order is raised (a skipped request starts after it, so comes after it)."""
+        failed = threading.Event()
+
+        def one(r: Request) -> str | None:
+            if failed.is_set():
+                return None
+            try:
+                return self.ask(r)
+            except BaseException:
+                failed.set()
+                raise
+
+        workers = max(1, min(self.api.concurrency, len(requests)))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="r4d-openai")
+        try:
+            return list(pool.map(one, requests))
+        finally:
+            pool.shutdown(cancel_futures=True)
 
 
 JUDGE_PROMPT = (
@@ -192,13 +283,10 @@ JUDGE_PROMPT = (
 class OpenAIJudge:
     """Asks a chat model (e.g. o4-mini, as VLM4D's authors do) which option an output chose,
     with JUDGE_PROMPT; its reply's first standalone option letter is the reading (None: none).
-    The API key is $OPENAI_API_KEY when set (hosted judges), else a placeholder (local)."""
+    Key, retries and timeout as `api` says (by default $OPENAI_API_KEY, else a placeholder)."""
 
-    def __init__(self, base_url: str, model: str, timeout: float = 120.0):
-        from openai import OpenAI
-
-        key = os.environ.get("OPENAI_API_KEY", "EMPTY")
-        self.client = OpenAI(base_url=base_url, api_key=key, timeout=timeout)
+    def __init__(self, base_url: str, model: str, api: APIOptions | None = None):
+        self.client = (api or APIOptions()).client(base_url)
         self.model = model
 
     def choose(self, request: Request, response: str) -> str | None:
@@ -207,10 +295,13 @@ class OpenAIJudge:
         prompt = JUDGE_PROMPT.format(
             question=request.item.question, options=listing, response=response
         )
-        reply = self.client.chat.completions.create(
-            model=self.model, messages=[{"role": "user", "content": prompt}]
+        text = chat(
+            self.client,
+            request.item.id,
+            model=self.model,
+            messages=[{"role": "user", "content": prompt}],
         )
-        found = re.search(rf"\b([{valid}])\b", reply.choices[0].message.content or "")
+        found = re.search(rf"\b([{valid}])\b", text)
         return found.group(1) if found else None
 
 
