@@ -1,13 +1,24 @@
-"""NVILA-Lite checkpoint folders: load one from a local path (and write one, for tests and
-export).
+"""NVILA-Lite checkpoint folders: load one from a local path, and write one that VILA loads.
 
-The layout (REFERENCE.md §1): a top-level `config.json` (`model_type: llava_llama`, with
-`mm_vision_select_layer` and the projector type), `llm/` (a Qwen2ForCausalLM folder with its
-tokenizer), `vision_tower/` (a SiglipVisionModel folder; released weights carry the
-`vision_model.` key prefix of transformers 4) and `mm_projector/` (the projector's
-`layers.<i>.*` weights, `mm_projector_type: mlp_downsample_3x3_fix`). Weights are read with
-safetensors and nothing runs remote code. Tokens r4d's prompts need (`<vis>`, `<video>`,
-`<obj_N>`) are added to the tokenizer when missing, growing the embedding table.
+The layout (REFERENCE.md §1): a top-level `config.json` (`model_type: llava_llama`, VILA's
+LlavaLlamaConfig: `llm_cfg`, `vision_tower_cfg` and `mm_projector_cfg` name the sub-folders
+below, with `mm_vision_select_layer`, `model_dtype`, `image_aspect_ratio`, ...), `llm/` (a
+Qwen2ForCausalLM folder with its tokenizer and chat template), `vision_tower/` (a
+SiglipVisionModel folder with its `preprocessor_config.json`; weights carry the
+`vision_model.` key prefix of transformers 4) and `mm_projector/` (the projector's `layers.<i>.*`
+weights, `mm_projector_type: mlp_downsample_3x3_fix`). Weights are read with safetensors and
+nothing runs remote code. Tokens r4d's prompts need (`<vis>`, `<video>`, `<obj_N>`) are added to
+the tokenizer when missing, growing the embedding table.
+
+VILA pins transformers 4.46, so what `save_nvila` writes is readable by it as well as by the
+transformers r4d runs on: the LLM's RoPE base under the v4 keys (`rope_theta`, `rope_scaling`)
+beside v5's `rope_parameters`, `torch_dtype` beside `dtype`, the chat template inside
+`tokenizer_config.json` as well as in `chat_template.jinja`, and a v4 tokenizer class name.
+
+A VILA1.5-style tower (SigLIP with its attention-pooling head, `vision_use_head: true`) loads
+with the head dropped: NVILA and VILA1.5 both read the hidden states of
+`mm_vision_select_layer`, never the pooled output, so the head changes no logit, and without it
+the student is the one `R4DStudent(config)` builds.
 """
 
 from __future__ import annotations
@@ -23,10 +34,12 @@ from r4d.errors import InputError
 from r4d.io.atomic import atomic_dir, write_text
 from r4d.model.config import StudentConfig
 from r4d.model.modeling import R4DStudent
+from r4d.model.processor import SYSTEM
 from r4d.model.projector import DownsampleProjector
-from r4d.model.tokenizer import PROMPT_TOKENS, REGION_TOKENS, VISUAL
+from r4d.model.tokenizer import IM_END, IM_START, PROMPT_TOKENS, REGION_TOKENS, VISUAL
 
-PROJECTOR_TYPES = ("mlp_downsample_3x3_fix", "mlp_downsample_3x3")
+PROJECTOR_TYPE = "mlp_downsample_3x3_fix"  # r4d's E_p; what save_nvila writes
+PROJECTOR_TYPES = (PROJECTOR_TYPE, "mlp_downsample_3x3")  # what load_nvila reads
 PARTS = ("llm", "vision_tower", "mm_projector")
 _DROP = {
     "architectures",
@@ -37,6 +50,39 @@ _DROP = {
     "auto_map",
     "model_type",
     "vision_use_head",
+}
+
+# A Qwen2 chat opening with the system line r4d's prompts start with (`r4d.model.processor`),
+# for a tokenizer that carries no template of its own: VILA formats every conversation with it.
+# (json.dumps writes a string as a Jinja literal.)
+CHAT_TEMPLATE = "".join(
+    [
+        "{% for message in messages %}",
+        "{% if loop.first and message['role'] != 'system' %}",
+        "{{ " + json.dumps(SYSTEM) + " }}",
+        "{% endif %}",
+        "{{ " + json.dumps(IM_START) + " + message['role'] + '\\n' + message['content'] + ",
+        json.dumps(IM_END + "\n") + " }}",
+        "{% endfor %}",
+        "{% if add_generation_prompt %}{{ " + json.dumps(IM_START + "assistant\n") + " }}",
+        "{% endif %}",
+    ]
+)
+# Top-level fields NVILA-Lite releases carry that r4d has no setting for (VILA's LlavaLlamaConfig).
+NVILA_LITE_FIELDS = {
+    "mm_vision_select_feature": "cls_patch",
+    "mm_use_im_start_end": False,
+    "mm_use_im_patch_token": False,
+    "fps": 0.0,  # 0: sample num_video_frames uniformly
+    "vision_resolution": -1,
+    "interpolate_mode": "linear",
+    "s2": False,
+    "dynamic_s2": False,
+    "min_tiles": 1,
+    "max_tiles": 12,
+    "num_time_tokens": 0,
+    "image_encoder": json.dumps({"_target_": "llava.model.encoders.BasicImageEncoder"}),
+    "video_encoder": json.dumps({"_target_": "llava.model.encoders.BasicVideoEncoder"}),
 }
 
 
@@ -84,7 +130,7 @@ def load_nvila(
     missing = [t for t in PROMPT_TOKENS if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing})
-    vision = SiglipVisionModel.from_pretrained(str(folder / "vision_tower"), dtype=dtype)
+    vision = _vision_tower(folder / "vision_tower", dtype)
     llm = Qwen2ForCausalLM.from_pretrained(str(folder / "llm"), dtype=dtype)
     if len(tokenizer) > llm.get_input_embeddings().num_embeddings:
         llm.resize_token_embeddings(len(tokenizer))
@@ -96,6 +142,7 @@ def load_nvila(
         vision=vision_cfg,
         llm=llm_cfg,
         feature_layer=int(top.get("mm_vision_select_layer", -2)),
+        **_normalisation(folder / "vision_tower"),
         time_cues=list(time_cues),
         region_tokens=region_tokens,
         visual_token_id=tokenizer.convert_tokens_to_ids(VISUAL),
@@ -115,6 +162,39 @@ def load_nvila(
     return _assemble(config, vision, projector.to(dtype), llm), tokenizer
 
 
+def _vision_tower(folder: Path, dtype: torch.dtype) -> SiglipVisionModel:
+    """E_v from a SiglipVisionModel folder, every encoder weight filled and none left over. A
+    pooling head (VILA1.5's towers) is dropped after loading (see the module docstring), so its
+    weights may be there or not, whatever the config says."""
+    vision, info = SiglipVisionModel.from_pretrained(
+        str(folder), dtype=dtype, output_loading_info=True
+    )
+    missing, unexpected = (
+        sorted(k for k in info[kind] if not k.startswith("head."))
+        for kind in ("missing_keys", "unexpected_keys")
+    )
+    if missing or unexpected:
+        raise InputError(
+            f"vision tower weights do not fit its config: missing {missing[:4]} "
+            f"({len(missing)}), unexpected {unexpected[:4]} ({len(unexpected)})",
+            where=folder,
+        )
+    if vision.config.vision_use_head:
+        del vision.head
+        vision.use_head = vision.config.vision_use_head = False
+    return vision
+
+
+def _normalisation(folder: Path) -> dict:
+    """image_mean / image_std from the tower's preprocessor_config.json, when it has one."""
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        return {}
+    processor = _json(path)
+    keys = [k for k in ("image_mean", "image_std") if k in processor]
+    return {k: tuple(float(x) for x in processor[k]) for k in keys}
+
+
 def _assemble(config: StudentConfig, vision, projector, llm) -> R4DStudent:
     """An R4DStudent around modules that already hold their weights (no re-initialisation)."""
     with torch.device("meta"):
@@ -123,36 +203,121 @@ def _assemble(config: StudentConfig, vision, projector, llm) -> R4DStudent:
     return model.eval()
 
 
-def save_nvila(model: R4DStudent, tokenizer, folder: str | Path) -> None:
-    """Write a student in the NVILA-Lite folder layout (vision keys with `vision_model.`)."""
+def save_nvila(
+    model: R4DStudent,
+    tokenizer,
+    folder: str | Path,
+    num_video_frames: int = 16,
+    image_aspect_ratio: str = "dynamic",
+) -> None:
+    """Write a student as an NVILA-Lite folder that VILA (transformers 4.46) and `load_nvila`
+    both load. `num_video_frames`: frames VILA samples per video (the paper's 16);
+    `image_aspect_ratio`: NVILA-Lite's "dynamic" tiling of still images ("resize" for one
+    square tile, as r4d's processor does)."""
+    if model.config.fusion != "none":
+        raise InputError(
+            f"a {model.config.fusion!r} fusion student needs the teacher's F_4D at inference; "
+            "VILA has no place for it",
+            field="fusion",
+        )
+    dtype = model.llm.dtype
     with atomic_dir(Path(folder)) as tmp:
+        llm_cfg = _save_llm(model.llm, tokenizer, tmp / "llm")
+        vision_cfg = _save_vision(model, tmp / "vision_tower")
+        projector_cfg = _save_projector(model.projector, tmp / "mm_projector")
         top = {
-            "model_type": "llava_llama",
             "architectures": ["LlavaLlamaModel"],
-            "mm_vision_select_layer": model.config.feature_layer,
-            "mm_vision_select_feature": "cls_patch",
-            "mm_projector_type": "mlp_downsample_3x3_fix",
+            "model_type": "llava_llama",
+            "llm_cfg": llm_cfg,
+            "vision_tower_cfg": vision_cfg,
+            "mm_projector_cfg": projector_cfg,
+            "model_dtype": str(dtype),
             "hidden_size": model.config.llm["hidden_size"],
             "mm_hidden_size": model.config.vision["hidden_size"],
+            "mm_vision_select_layer": model.config.feature_layer,
+            "mm_projector_type": PROJECTOR_TYPE,
+            "image_aspect_ratio": image_aspect_ratio,
+            "num_video_frames": num_video_frames,
+            **NVILA_LITE_FIELDS,
+            "use_time_pe": model.config.tpe,  # 4D-RGPT's flag; plain VILA ignores it
         }
         write_text(tmp / "config.json", json.dumps(top, indent=1) + "\n")
-        model.llm.save_pretrained(str(tmp / "llm"))
-        tokenizer.save_pretrained(str(tmp / "llm"))
-        vision_dir = tmp / "vision_tower"
-        vision_dir.mkdir()
-        cfg = model.vision.config.to_dict()
-        cfg["architectures"] = ["SiglipVisionModel"]
-        write_text(vision_dir / "config.json", json.dumps(cfg, indent=1) + "\n")
-        state = {f"vision_model.{k}": v.contiguous() for k, v in model.vision.state_dict().items()}
-        save_file(state, str(vision_dir / "model.safetensors"), metadata={"format": "pt"})
-        proj_dir = tmp / "mm_projector"
-        proj_dir.mkdir()
-        write_text(
-            proj_dir / "config.json",
-            json.dumps(
-                {"model_type": "v2l_projector", "mm_projector_type": "mlp_downsample_3x3_fix"}
-            )
-            + "\n",
-        )
-        state = {k: v.contiguous() for k, v in model.projector.state_dict().items()}
-        save_file(state, str(proj_dir / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _v4_dtype(cfg: dict, dtype: torch.dtype) -> dict:
+    """transformers 4 reads the weights' dtype from `torch_dtype`, 5 from `dtype`."""
+    name = str(dtype).removeprefix("torch.")
+    return {**cfg, "dtype": name, "torch_dtype": name}
+
+
+def _save_llm(llm, tokenizer, folder: Path) -> dict:
+    """llm/: the Qwen2 weights, a config that transformers 4 and 5 both read, the tokenizer."""
+    llm.save_pretrained(str(folder))
+    cfg = _v4_dtype(_json(folder / "config.json"), llm.dtype)
+    rope = dict(llm.config.rope_parameters)  # v5: {"rope_type", "rope_theta", ...}
+    cfg["rope_theta"] = rope.pop("rope_theta")
+    cfg["rope_scaling"] = None if rope.get("rope_type", "default") == "default" else rope
+    write_text(folder / "config.json", json.dumps(cfg, indent=1) + "\n")
+    _save_tokenizer(tokenizer, folder)
+    return cfg
+
+
+def _save_tokenizer(tokenizer, folder: Path) -> None:
+    """The tokenizer with its chat template where transformers 4.46 looks for it
+    (tokenizer_config.json) and where newer ones write it (chat_template.jinja), under a class
+    name 4.46 knows."""
+    tokenizer.save_pretrained(str(folder))
+    template = tokenizer.chat_template or CHAT_TEMPLATE
+    write_text(folder / "chat_template.jinja", template)
+    path = folder / "tokenizer_config.json"
+    cfg = _json(path)
+    cfg["chat_template"] = template
+    if cfg.get("tokenizer_class") in (None, "TokenizersBackend"):  # v5's generic fast tokenizer
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    extra = cfg.get("extra_special_tokens")
+    if isinstance(extra, list):  # v5's list form; v4 calls it additional_special_tokens
+        cfg.setdefault("additional_special_tokens", extra)
+    write_text(path, json.dumps(cfg, indent=1) + "\n")
+
+
+def _save_vision(model: R4DStudent, folder: Path) -> dict:
+    """vision_tower/: SigLIP's config, weights (transformers 4's `vision_model.` keys) and the
+    SiglipImageProcessor settings of the student's normalisation."""
+    folder.mkdir()
+    vision = model.vision
+    cfg = _v4_dtype(vision.config.to_dict(), vision.dtype)
+    cfg["architectures"] = ["SiglipVisionModel"]
+    write_text(folder / "config.json", json.dumps(cfg, indent=1) + "\n")
+    state = {f"vision_model.{k}": v.contiguous() for k, v in vision.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    size = model.config.image_size
+    processor = {
+        "image_processor_type": "SiglipImageProcessor",
+        "do_resize": True,
+        "size": {"height": size, "width": size},
+        "resample": 3,  # PIL bicubic
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(model.config.image_mean),
+        "image_std": list(model.config.image_std),
+    }
+    write_text(folder / "preprocessor_config.json", json.dumps(processor, indent=1) + "\n")
+    return cfg
+
+
+def _save_projector(projector, folder: Path) -> dict:
+    """mm_projector/: the `layers.<i>.*` weights and the config VILA's MultimodalProjector reads."""
+    folder.mkdir()
+    cfg = _v4_dtype(
+        {
+            "architectures": ["MultimodalProjector"],
+            "model_type": "v2l_projector",
+            "mm_projector_type": PROJECTOR_TYPE,
+        },
+        next(projector.parameters()).dtype,
+    )
+    write_text(folder / "config.json", json.dumps(cfg, indent=1) + "\n")
+    state = {k: v.contiguous() for k, v in projector.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return cfg
