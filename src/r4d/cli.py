@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -36,7 +37,15 @@ MAX_RETRIES = typer.Option(
     5, min=0, help="openai: retries on 429, 5xx and timeouts (exponential backoff, Retry-After)."
 )
 TIMEOUT = typer.Option(120.0, min=0.001, help="openai: seconds a request may take.")
-IMAGE_DETAIL = typer.Option("auto", help="openai: each image part's detail: auto, low or high.")
+
+
+class ImageDetail(StrEnum):
+    auto = "auto"
+    low = "low"
+    high = "high"
+
+
+IMAGE_DETAIL = typer.Option(ImageDetail.auto, help="openai: each image part's detail.")
 MAX_IMAGE_SIDE = typer.Option(
     0, min=0, help="openai: shrink images (aspect kept) to at most PX a side (0: as they are)."
 )
@@ -51,7 +60,7 @@ def _api(api_key: str, concurrency: int, retries: int, timeout: float, detail: s
         concurrency=concurrency,
         max_retries=retries,
         timeout=timeout,
-        image_detail=detail,
+        image_detail=ImageDetail(detail).value,
         max_image_side=side,
     )
 
@@ -391,7 +400,7 @@ def eval_command(
     ),
     max_retries: int = MAX_RETRIES,
     timeout: float = TIMEOUT,
-    image_detail: str = IMAGE_DETAIL,
+    image_detail: ImageDetail = IMAGE_DETAIL,
     max_image_side: int = MAX_IMAGE_SIDE,
     overwrite: bool = typer.Option(
         False, help="Delete the run folder's previous results and start fresh."
@@ -494,7 +503,7 @@ def curate(
     api_key: str = API_KEY,
     max_retries: int = MAX_RETRIES,
     timeout: float = TIMEOUT,
-    image_detail: str = IMAGE_DETAIL,
+    image_detail: ImageDetail = IMAGE_DETAIL,
     max_image_side: int = MAX_IMAGE_SIDE,
 ) -> None:
     """Extract, detect & segment, mark, match, review, trim: the paper's curation pipeline."""

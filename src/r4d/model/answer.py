@@ -46,7 +46,9 @@ def generate(
     the 4D-Concat / 4D-PE students only."""
     batch = processor.collate(samples, padding_side="left")
     batch = {k: _to(v, model.device) for k, v in batch.items()}
-    visual = model.encode_visuals(batch["pixel_values"], batch["visual_times"], fused)
+    visual = model.encode_visuals(
+        batch.get("pixel_values"), batch["visual_times"], fused, batch.get("features")
+    )
     embeds, _ = model.embed(batch["input_ids"], visual, batch.get("regions"))
     tok = processor.tokenizer
     out = model.llm.generate(
@@ -80,7 +82,9 @@ def score_options(
     the cache is gathered to one row per option and only the short continuations run again."""
     tok = processor.tokenizer
     batch = {k: _to(v, model.device) for k, v in processor.collate(samples, "left").items()}
-    visual = model.encode_visuals(batch["pixel_values"], batch["visual_times"], fused)
+    visual = model.encode_visuals(
+        batch.get("pixel_values"), batch["visual_times"], fused, batch.get("features")
+    )
     embeds, _ = model.embed(batch["input_ids"], visual, batch.get("regions"))
     mask = batch["attention_mask"]
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
