@@ -538,6 +538,8 @@ def main() -> None:
     try:
         app()
     except (InputError, LockedError) as err:
+        if os.environ.get("R4D_DEBUG"):  # the traceback, for a bug report
+            raise
         typer.echo(f"error: {err}", err=True)
         raise SystemExit(2) from None
 
