@@ -13,13 +13,16 @@ and boxes, `fps`, `duration`, `frame_timestamps`, `scene`, `split`, ...), kept i
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from r4d.errors import InputError
 from r4d.io.atomic import write_text
+from r4d.io.masks import check_rle
 
 # The released R4D-Bench task strings, static then dynamic; TimeBench (paper A3) besides.
 STATIC_TASKS = ("3D Video Grounding", "Dimensional Measurement", "Spatial Relation")
@@ -105,6 +108,26 @@ def _fail(path, row_id, name, message) -> InputError:
     return InputError(message, where=f"{path} row {row_id}", field=name)
 
 
+def refuse_duplicate_ids(ids: Iterable[Any], path: str | Path, field: str = "id") -> None:
+    """Refuse a file in which two rows have the same id (compared as text), naming the id and
+    both rows (0-based positions in the file): "duplicate id '17': it appears at rows 3 and 9"."""
+    first: dict[str, int] = {}
+    for row, row_id in enumerate(ids):
+        key = str(row_id)
+        if key in first:
+            raise InputError(
+                f"duplicate id {key!r}: it appears at rows {first[key]} and {row}",
+                where=path,
+                field=field,
+            )
+        first[key] = row
+
+
+def _not_finite(value: Any) -> bool:
+    """A float NaN or infinity (JSON's NaN / Infinity, which Python's json reads)."""
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def _answer_index(options: list, answer) -> int | None:
     """The official loader's `options.index(answer)`: the first option equal to the answer
     (so 0 matches 0 and null matches null); failing that, the first whose text is the answer's
@@ -148,6 +171,8 @@ def parse_item(row: Any, path: str | Path, index: int) -> BenchItem:
             raise _fail(
                 path, row_id, f"options[{i}]", f"expected text, a number or null: {option!r}"
             )
+        if _not_finite(option):
+            raise _fail(path, row_id, f"options[{i}]", f"expected a finite number, got {option}")
     texts = [str(o) for o in options]
     if len(set(texts)) != len(texts):
         raise _fail(path, row_id, "options", "two options are the same")
@@ -156,6 +181,8 @@ def parse_item(row: Any, path: str | Path, index: int) -> BenchItem:
         isinstance(answer, bool) or not isinstance(answer, str | int | float)
     ):
         raise _fail(path, row_id, "answer", f"expected text, a number or null: {answer!r}")
+    if _not_finite(answer):
+        raise _fail(path, row_id, "answer", f"expected a finite number, got {answer}")
     found = _answer_index(options, answer)
     if found is None:
         raise _fail(path, row_id, "answer", f"{answer!r} is not among the options")
@@ -190,16 +217,23 @@ def _check_regions(item: BenchItem, path) -> None:
         if not isinstance(region, dict) or not isinstance(region.get("token"), str):
             raise _fail(path, item.id, name, "expected an object with a token")
         mask = region.get("mask")
-        if mask is not None and not (
-            isinstance(mask, dict)
-            and isinstance(mask.get("counts"), str)
-            and isinstance(mask.get("size"), list)
-            and len(mask["size"]) == 2
-        ):
-            raise _fail(path, item.id, f"{name}.mask", "expected COCO RLE {size: [H, W], counts}")
+        if mask is not None:
+            check_rle(mask, where=f"{path} row {item.id}", field=f"{name}.mask")
         box = region.get("box")
-        if box is not None and (not isinstance(box, list) or len(box) != 4):
-            raise _fail(path, item.id, f"{name}.box", "expected [x, y, width, height]")
+        if box is not None and (
+            not isinstance(box, list)
+            or len(box) != 4
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
+            or not all(math.isfinite(v) for v in box)
+            or box[2] < 0
+            or box[3] < 0
+        ):
+            raise _fail(
+                path,
+                item.id,
+                f"{name}.box",
+                f"expected [x, y, width, height], finite, width and height >= 0, got {box!r}",
+            )
         known[region["token"]] = region
     for token in tokens:
         if token not in known:
@@ -220,18 +254,14 @@ def load_items(path: str | Path, check_files: bool = False) -> list[BenchItem]:
         raise InputError(f"not valid JSON ({err})", where=path) from None
     if not isinstance(rows, list):
         raise InputError("expected a JSON list of items", where=path)
-    items, seen = [], set()
-    for index, row in enumerate(rows):
-        item = parse_item(row, path, index)
-        if item.id in seen:
-            raise _fail(path, item.id, "id", "duplicate id")
-        seen.add(item.id)
-        if check_files:
+    items = [parse_item(row, path, index) for index, row in enumerate(rows)]
+    refuse_duplicate_ids((item.id for item in items), path)
+    if check_files:
+        for item in items:
             for name in ("video", "som_image"):
                 value = getattr(item, name)
                 if value is not None and not (path.parent / value).is_file():
                     raise _fail(path, item.id, name, f"no such file {path.parent / value}")
-        items.append(item)
     return items
 
 

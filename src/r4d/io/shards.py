@@ -8,9 +8,10 @@ Under the store's root:
   its keys, byte size and sha256.
 Each process (rank) of a multi-process build writes only its own shards and index, so builds
 need no coordination. Shards and indexes are written atomically and a shard enters the index
-only once complete, so an interrupted build resumes by skipping indexed keys. The reader opens
-one shard at a time (memory-mapped), checks its checksum on first use, checks the shape of
-every tensor it returns and names a corrupt shard.
+only once complete, so an interrupted build resumes by skipping indexed keys. The reader checks
+each index's layout, opens one shard at a time (memory-mapped), checks its size and checksum on
+first use (a truncated or altered shard is refused), checks the shape and finiteness (no NaN,
+no inf) of every tensor it returns, and names the shard file and the entry at fault.
 
 `r4d.model.features` (E_v's features) keeps its cache here.
 """
@@ -57,6 +58,39 @@ def read_index(path: Path, schema: str) -> dict:
             f"schema {found!r}, expected {schema!r} (rebuild it)", where=path, field="schema"
         )
     return index
+
+
+def _check_layout(index: dict, path: Path) -> None:
+    """Refuse an index whose `entries` / `shards` are not what `ShardWriter` writes, naming the
+    field: each shard a plain file name in the store's folder, its keys, byte size and sha256."""
+    if not isinstance(index.get("header"), dict):
+        raise InputError("expected an object", where=path, field="header")
+    if not isinstance(index.get("entries"), dict):
+        raise InputError("expected an object", where=path, field="entries")
+    shards = index.get("shards")
+    if not isinstance(shards, list):
+        raise InputError("expected a list", where=path, field="shards")
+    for i, shard in enumerate(shards):
+        name = f"shards[{i}]"
+        if not isinstance(shard, dict):
+            raise InputError("expected an object", where=path, field=name)
+        file = shard.get("file")
+        if not isinstance(file, str) or not file or Path(file).name != file:
+            raise InputError(
+                f"expected a shard file name in the store's folder, got {file!r}",
+                where=path,
+                field=f"{name}.file",
+            )
+        keys = shard.get("keys")
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise InputError("expected a list of keys", where=path, field=f"{name}.keys")
+        size = shard.get("bytes")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InputError(
+                f"expected a byte count, got {size!r}", where=path, field=f"{name}.bytes"
+            )
+        if not isinstance(shard.get("sha256"), str):
+            raise InputError("expected a sha256 digest", where=path, field=f"{name}.sha256")
 
 
 def _header_mismatch(index: dict, header: dict, where: Path) -> InputError | None:
@@ -144,6 +178,7 @@ class ShardReader:
         self.header = None
         for path in indexes:
             index = read_index(path, schema)
+            _check_layout(index, path)
             if self.header is None:
                 self.header = index["header"]
             error = _header_mismatch(index, self.header, path)
@@ -166,39 +201,57 @@ class ShardReader:
     def keys(self) -> list[str]:
         return sorted(self.where)
 
-    def _open(self, shard: dict):
+    def _open(self, shard: dict, key: str):
         path = self.root / shard["file"]
         if shard["file"] not in self.checked:
             if not path.is_file():
-                raise InputError("shard listed in the index is missing", where=path)
-            if path.stat().st_size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
+                raise InputError(f"shard listed in the index (for {key!r}) is missing", where=path)
+            size = path.stat().st_size
+            if size != shard["bytes"]:
                 raise InputError(
-                    "corrupt shard: size or checksum differs from the index", where=path
+                    f"corrupt shard (reading {key!r}): {size} bytes, the index records "
+                    f"{shard['bytes']} (truncated or rewritten)",
+                    where=path,
+                )
+            if sha256_file(path) != shard["sha256"]:
+                raise InputError(
+                    f"corrupt shard (reading {key!r}): its sha256 differs from the index",
+                    where=path,
                 )
             self.checked.add(shard["file"])
         try:
             return safe_open(str(path), framework="pt")
         except SafetensorError as err:
-            raise InputError(f"corrupt shard ({err})", where=path) from None
+            raise InputError(f"corrupt shard (reading {key!r}): {err}", where=path) from None
 
     def get(self, key: str, shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
-        """The fields `shapes` names of one entry (float16), each checked to have its shape."""
+        """The fields `shapes` names of one entry (float16), each checked to have its shape and
+        only finite values."""
         if key not in self.where:
             raise InputError(f"{key!r} is not in the store", where=self.root)
         shard = self.where[key]
+        path = self.root / shard["file"]
         out = {}
-        with self._open(shard) as f:
+        with self._open(shard, key) as f:
             for name, shape in shapes.items():
+                tensor_name = f"{key}/{name}"
                 try:
-                    tensor = f.get_tensor(f"{key}/{name}")
+                    tensor = f.get_tensor(tensor_name)
                 except SafetensorError as err:
                     raise InputError(
-                        f"corrupt shard ({err})", where=self.root / shard["file"]
+                        f"corrupt shard (reading {tensor_name!r}): {err}", where=path
                     ) from None
                 if list(tensor.shape) != list(shape):
                     raise InputError(
-                        f"{key}/{name} has shape {list(tensor.shape)}, expected {list(shape)}",
-                        where=self.root / shard["file"],
+                        f"{tensor_name} has shape {list(tensor.shape)}, expected {list(shape)}",
+                        where=path,
+                    )
+                bad = int(tensor.numel() - torch.isfinite(tensor).sum())
+                if bad:
+                    raise InputError(
+                        f"{tensor_name} holds {bad} NaN or infinite values of "
+                        f"{tensor.numel()} (expected finite numbers)",
+                        where=path,
                     )
                 out[name] = tensor
         return out

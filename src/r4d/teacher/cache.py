@@ -13,7 +13,9 @@ This module is the one owner of the cache's layout; everything else asks it for
   many GPUs without coordination.
 The store is `r4d.io.shards` (as E_v's feature cache): written atomically, a shard indexed
 only once complete (an interrupted build resumes by skipping indexed clips), every shard's
-checksum checked on first read and every tensor's shape on each, a corrupt shard named.
+checksum checked on first read (a truncated shard is refused) and every tensor's shape and
+finiteness on each (a NaN or inf is refused naming the shard file and the clip). The reader
+also checks the index's header and every clip's frame indices before handing out anything.
 """
 
 from __future__ import annotations
@@ -126,6 +128,43 @@ class CacheWriter:
         self.store.flush()
 
 
+def _nonnegative_ints(value) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    )
+
+
+def _check_header(header: dict, where: Path) -> None:
+    """Refuse an index header that is not what `CacheWriter` writes, naming the field."""
+    teacher = header.get("teacher")
+    if not isinstance(teacher, dict) or not isinstance(teacher.get("source"), str):
+        raise InputError(
+            f"expected the teacher's identity (an object with its source), got {teacher!r}",
+            where=where,
+            field="header.teacher",
+        )
+    hooks = header.get("hooks")
+    if isinstance(hooks, bool) or not isinstance(hooks, int) or hooks < 0:
+        raise InputError(
+            f"expected a hook count >= 0, got {hooks!r}", where=where, field="header.hooks"
+        )
+    shapes = header.get("shapes")
+    if not isinstance(shapes, dict):
+        raise InputError("expected an object of field shapes", where=where, field="header.shapes")
+    for name, shape in shapes.items():
+        if not _nonnegative_ints(shape):
+            raise InputError(
+                f"expected a shape (a list of sizes), got {shape!r}",
+                where=where,
+                field=f"header.shapes.{name}",
+            )
+    missing = [latent_name(i) for i in range(hooks) if latent_name(i) not in shapes]
+    if missing:
+        raise InputError(
+            f"{hooks} hooks but no shape for {missing[0]}", where=where, field="header.shapes"
+        )
+
+
 class TeacherCache:
     """Reads clips from a cache without loading it whole, as `TeacherSignals` for a batch."""
 
@@ -133,8 +172,18 @@ class TeacherCache:
         self.root = Path(root)
         self.store = ShardReader(self.root, SCHEMA)
         header = self.store.header
+        _check_header(header, self.root)
         self.teacher, self.hooks, self.shapes = header["teacher"], header["hooks"], header["shapes"]
-        self.frame_indices = {k: v["frame_indices"] for k, v in self.store.entries.items()}
+        self.frame_indices = {}
+        for clip, meta in self.store.entries.items():
+            frames = meta.get("frame_indices") if isinstance(meta, dict) else None
+            if not _nonnegative_ints(frames):
+                raise InputError(
+                    f"expected the frame indices of clip {clip!r}, got {frames!r}",
+                    where=self.root,
+                    field=f"entries.{clip}.frame_indices",
+                )
+            self.frame_indices[clip] = frames
 
     @property
     def motion_is_logits(self) -> bool:

@@ -3,6 +3,8 @@
 Units are metres, seconds and degrees. Axes are those of `r4d.world` (world z up; headings
 counter-clockwise from +x seen from above). `Scene.from_json` validates every field and names
 the file and the field at fault; `to_json` is canonical, so the same scene gives the same bytes.
+Every value is bounded (the MAX_* / MIN_* constants), so a scene file that parses renders in
+bounded time and with finite numbers.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ COLORS: dict[str, tuple[float, float, float]] = {
 PROFILES = ("constant", "accelerating", "decelerating")
 SPIN_DIRECTIONS = ("cw", "ccw")
 CAMERA_MOTIONS = ("static", "translate", "pan", "orbit")
+
+# Bounds a scene file must keep; sampled scenes (`r4d.world.sample`) sit far inside them.
+MIN_FPS, MAX_FPS = 1.0, 240.0  # frames per second
+MAX_NUM_FRAMES = 4096  # frames per video (~3 min at 24 fps; sampled: at most 600)
+MAX_OBJECTS = 64  # objects per scene (render ids are uint8; sampled: at most 6)
+MAX_HOPS = 64  # jumps per object (each is a pass over the frames; sampled: at most 3)
+MAX_COORDINATE = 1000.0  # m, |any coordinate| and every size extent
+MAX_SPEED = 100.0  # m/s, object speed and |camera velocity| per axis
+MAX_ACCELERATION = 100.0  # m/s^2
+MAX_RATE_DEG_S = 3600.0  # |spin rate| and |camera pan / orbit rate|
 
 
 @dataclass(frozen=True)
@@ -195,7 +207,9 @@ class _Reader:
         min: float | None = None,
         positive: bool = False,
         max: float | None = None,
+        limit: float | None = None,
     ) -> float:
+        """A finite number; `limit` bounds its magnitude (|value| <= limit)."""
         value = self.get(name, default)
         if (
             isinstance(value, bool)
@@ -208,10 +222,14 @@ class _Reader:
         if min is not None and value < min:
             raise self.error(name, f"must be >= {min}, got {value!r}")
         if max is not None and value > max:
-            raise self.error(name, f"must be <= {max}, got {value!r}")
+            raise self.error(name, f"{value!r} is above the maximum {max}")
+        if limit is not None and abs(value) > limit:
+            raise self.error(name, f"{value!r} is beyond the bound +-{limit}")
         return value
 
-    def integer(self, name: str, default: Any = ..., *, min: int | None = None) -> int:
+    def integer(
+        self, name: str, default: Any = ..., *, min: int | None = None, max: int | None = None
+    ) -> int:
         value = self.get(name, default)
         if value is None and default is None:
             return None
@@ -219,6 +237,8 @@ class _Reader:
             raise self.error(name, f"expected an integer, got {value!r}")
         if min is not None and value < min:
             raise self.error(name, f"must be >= {min}, got {value!r}")
+        if max is not None and value > max:
+            raise self.error(name, f"{value!r} is above the maximum {max}")
         return value
 
     def choice(self, name: str, options: tuple[str, ...] | dict, default: Any = ...) -> str:
@@ -227,7 +247,16 @@ class _Reader:
             raise self.error(name, f"unknown value {value!r}; expected one of {sorted(options)}")
         return value
 
-    def vector(self, name: str, length: int, default: Any = ..., *, positive: bool = False):
+    def vector(
+        self,
+        name: str,
+        length: int,
+        default: Any = ...,
+        *,
+        positive: bool = False,
+        limit: float | None = None,
+    ):
+        """`length` finite numbers; `limit` bounds each one's magnitude."""
         value = self.get(name, default)
         if not isinstance(value, list | tuple) or len(value) != length:
             raise self.error(name, f"expected a list of {length} numbers, got {value!r}")
@@ -236,6 +265,8 @@ class _Reader:
                 raise self.error(f"{name}[{i}]", f"expected a finite number, got {v!r}")
             if positive and v <= 0:
                 raise self.error(f"{name}[{i}]", f"must be > 0, got {v!r}")
+            if limit is not None and abs(v) > limit:
+                raise self.error(f"{name}[{i}]", f"{v!r} is beyond the bound +-{limit}")
         return tuple(value)
 
     def child(self, name: str) -> _Reader | None:
@@ -249,14 +280,18 @@ def _parse_scene(r: _Reader) -> Scene:
     if schema != SCHEMA:
         raise r.error("schema", f"unsupported schema {schema!r}; this r4d reads {SCHEMA!r}")
     seed = r.integer("seed", None)
-    fps = r.number("fps", positive=True)
-    num_frames = r.integer("num_frames", min=1)
+    fps = r.number("fps", positive=True, max=MAX_FPS)
+    if fps < MIN_FPS:
+        raise r.error("fps", f"{fps!r} is below the minimum {MIN_FPS}")
+    num_frames = r.integer("num_frames", min=1, max=MAX_NUM_FRAMES)
     camera_reader = r.child("camera")
     if camera_reader is None:
         raise r.error("camera", "missing")
     objects = r.get("objects")
     if not isinstance(objects, list):
         raise r.error("objects", "expected a list")
+    if len(objects) > MAX_OBJECTS:
+        raise r.error("objects", f"{len(objects)} objects is above the maximum {MAX_OBJECTS}")
     return Scene(
         fps=fps,
         num_frames=num_frames,
@@ -272,11 +307,11 @@ def _parse_camera(r: _Reader) -> Camera:
     r.check_keys({"motion", "position", "target", "fov_deg", "velocity", "rate_deg_s"})
     cam = Camera(
         motion=r.choice("motion", CAMERA_MOTIONS),
-        position=r.vector("position", 3),
-        target=r.vector("target", 3),
+        position=r.vector("position", 3, limit=MAX_COORDINATE),
+        target=r.vector("target", 3, limit=MAX_COORDINATE),
         fov_deg=r.number("fov_deg", 60.0, positive=True, max=170.0),
-        velocity=r.vector("velocity", 3, (0.0, 0.0, 0.0)),
-        rate_deg_s=r.number("rate_deg_s", 0.0),
+        velocity=r.vector("velocity", 3, (0.0, 0.0, 0.0), limit=MAX_SPEED),
+        rate_deg_s=r.number("rate_deg_s", 0.0, limit=MAX_RATE_DEG_S),
     )
     view = [t - p for t, p in zip(cam.target, cam.position, strict=True)]
     norm = math.sqrt(sum(v * v for v in view))
@@ -288,7 +323,7 @@ def _parse_camera(r: _Reader) -> Camera:
 def _parse_object(r: _Reader) -> SceneObject:
     r.check_keys({"shape", "color", "size", "position", "yaw_deg", "translation", "spin", "hop"})
     shape = r.choice("shape", SHAPES)
-    size = r.vector("size", 3, positive=True)
+    size = r.vector("size", 3, positive=True, limit=MAX_COORDINATE)
     if shape == "sphere" and not size[0] == size[1] == size[2]:
         raise r.error("size", f"a sphere needs three equal extents, got {list(size)}")
     if shape == "cylinder" and size[0] != size[1]:
@@ -297,7 +332,7 @@ def _parse_object(r: _Reader) -> SceneObject:
         shape=shape,
         color=r.choice("color", COLORS),
         size=size,
-        position=r.vector("position", 2),
+        position=r.vector("position", 2, limit=MAX_COORDINATE),
         yaw_deg=r.number("yaw_deg", 0.0),
         translation=_parse_translation(r.child("translation")),
         spin=_parse_spin(r.child("spin")),
@@ -310,7 +345,7 @@ def _parse_translation(r: _Reader | None) -> Translation | None:
         return None
     r.check_keys({"profile", "heading_deg", "speed", "acceleration"})
     profile = r.choice("profile", PROFILES)
-    acceleration = r.number("acceleration", 0.0, min=0.0)
+    acceleration = r.number("acceleration", 0.0, min=0.0, max=MAX_ACCELERATION)
     if profile != "constant" and acceleration <= 0:
         raise r.error("acceleration", f"must be > 0 for profile {profile!r}")
     if profile == "constant" and acceleration != 0:
@@ -318,7 +353,7 @@ def _parse_translation(r: _Reader | None) -> Translation | None:
     return Translation(
         profile=profile,
         heading_deg=r.number("heading_deg"),
-        speed=r.number("speed", positive=True),
+        speed=r.number("speed", positive=True, max=MAX_SPEED),
         acceleration=acceleration,
     )
 
@@ -329,7 +364,7 @@ def _parse_spin(r: _Reader | None) -> Spin | None:
     r.check_keys({"direction", "rate_deg_s"})
     return Spin(
         direction=r.choice("direction", SPIN_DIRECTIONS),
-        rate_deg_s=r.number("rate_deg_s", positive=True),
+        rate_deg_s=r.number("rate_deg_s", positive=True, max=MAX_RATE_DEG_S),
     )
 
 
@@ -339,8 +374,8 @@ def _parse_hop(r: _Reader | None) -> Hop | None:
     r.check_keys({"count", "height", "start", "period", "air_fraction"})
     air_fraction = r.number("air_fraction", positive=True, max=1.0)
     return Hop(
-        count=r.integer("count", min=1),
-        height=r.number("height", positive=True),
+        count=r.integer("count", min=1, max=MAX_HOPS),
+        height=r.number("height", positive=True, max=MAX_COORDINATE),
         start=r.number("start", min=0.0),
         period=r.number("period", positive=True),
         air_fraction=air_fraction,

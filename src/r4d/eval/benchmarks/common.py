@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,11 @@ def read_rows(path: Path) -> list[dict]:
         raise InputError(f"not valid JSON ({err})", where=path) from None
     if not isinstance(rows, list):
         raise InputError("expected a list of items", where=path)
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InputError(
+                f"expected an object, got {type(row).__name__}", where=f"{path} row #{index}"
+            )
     return rows
 
 
@@ -61,3 +67,41 @@ def strided_frames(path: Path, max_frames: int):
     step = max(1, info.num_frames // max_frames)
     indices = np.arange(0, info.num_frames, step)[:max_frames]
     return read_frames(path, indices), indices / info.fps, info.duration, info.fps / step
+
+
+def options_text(value, where: str, field: str, minimum: int = 2) -> list[str]:
+    """A row's options (a list) as text; refused naming `where` and the field: not a list, fewer
+    than `minimum`, or an option that is null or a NaN / infinite number."""
+    if not isinstance(value, list | tuple) or len(value) < minimum:
+        raise InputError(
+            f"expected a list of at least {minimum} options, got {value!r}",
+            where=where,
+            field=field,
+        )
+    for i, option in enumerate(value):
+        if option is None or (isinstance(option, float) and not math.isfinite(option)):
+            raise InputError(
+                f"expected an option, got {option!r}", where=where, field=f"{field}[{i}]"
+            )
+    return [str(o) for o in value]
+
+
+def mra_truth(value, where: str, field: str, signed: bool = False) -> float:
+    """A ground truth that MRA divides by (a number, or a number written as text): refused,
+    naming `where` and the field, when it is 0, NaN or infinite, and when negative unless
+    `signed` (a signed quantity such as a change of distance)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"expected a number, got {value!r}", where=where, field=field) from None
+    wanted = "a finite non-zero number" if signed else "a finite number > 0"
+    if (
+        isinstance(value, bool)
+        or not math.isfinite(number)
+        or number == 0
+        or (number < 0 and not signed)
+    ):
+        raise InputError(
+            f"expected {wanted} (MRA divides by it), got {value!r}", where=where, field=field
+        )
+    return number

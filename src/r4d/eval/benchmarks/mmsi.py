@@ -15,6 +15,7 @@ from pathlib import Path
 from r4d.errors import InputError
 from r4d.eval.benchmarks.common import image, need, read_rows
 from r4d.eval.core import Benchmark, EvalItem, Request, ScoringOptions
+from r4d.io.r4d_bench import refuse_duplicate_ids
 
 POST_PROMPT = (
     "Answer with the option's letter from the given choices directly. Enclose the "
@@ -61,6 +62,7 @@ class MMSIBench(Benchmark):
                     extra={"oracle_format": "`{letter}`"},
                 )
             )
+        refuse_duplicate_ids((item.id for item in out), path)
         return out
 
     def request(self, item: EvalItem, options: ScoringOptions, order=None) -> Request:

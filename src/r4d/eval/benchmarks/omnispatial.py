@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 
 from r4d.errors import InputError
-from r4d.eval.benchmarks.common import image, need, read_rows
+from r4d.eval.benchmarks.common import image, need, options_text, read_rows
 from r4d.eval.core import LETTERS, Benchmark, EvalItem, Request, ScoringOptions
+from r4d.io.r4d_bench import refuse_duplicate_ids
 
 FORMAT = (
     "\nEnd your answer with a separate line formatted exactly as:\n\nAnswer: X\nwhere X ∈ "
@@ -42,8 +43,18 @@ class OmniSpatial(Benchmark):
         for i, row in enumerate(read_rows(path)):
             need(row, path, i, "id", "question", "options", "answer", "task_type")
             where = f"{path} row {row['id']}"
-            if not 0 <= int(row["answer"]) < len(row["options"]):
-                raise InputError("answer index out of range", where=where, field="answer")
+            options = options_text(row["options"], where, "options")
+            answer = row["answer"]
+            if isinstance(answer, bool) or not isinstance(answer, int):
+                raise InputError(
+                    f"expected an option index, got {answer!r}", where=where, field="answer"
+                )
+            if not 0 <= answer < len(options):
+                raise InputError(
+                    f"answer index {answer} out of range for {len(options)} options",
+                    where=where,
+                    field="answer",
+                )
             picture = root / "dataset" / row["task_type"] / f"{str(row['id']).split('_')[0]}.png"
             if not picture.is_file():
                 raise InputError(f"no image {picture}", where=where, field="id")
@@ -53,13 +64,14 @@ class OmniSpatial(Benchmark):
                     self.name,
                     row["task_type"],
                     row["question"],
-                    [str(o) for o in row["options"]],
-                    int(row["answer"]),
+                    options,
+                    answer,
                     images=[picture],
                     split=row.get("sub_task_type"),
                     extra={"oracle_format": "Answer: {letter}"},
                 )
             )
+        refuse_duplicate_ids((item.id for item in out), path)
         return out
 
     def request(self, item: EvalItem, options: ScoringOptions, order=None) -> Request:

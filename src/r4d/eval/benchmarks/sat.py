@@ -21,8 +21,9 @@ import re
 from pathlib import Path
 
 from r4d.errors import InputError
-from r4d.eval.benchmarks.common import image, need, read_rows
+from r4d.eval.benchmarks.common import image, need, options_text, read_rows
 from r4d.eval.core import LETTERS, Benchmark, EvalItem, Request, ScoringOptions
+from r4d.io.r4d_bench import refuse_duplicate_ids
 
 EGO = "The first image is from the beginning of the video and the second image is from the end. "
 EXTRAS = {
@@ -134,16 +135,18 @@ class SATReal(Benchmark):
         out = []
         for i, row in enumerate(read_rows(path)):
             need(row, path, i, "image_bytes", "question", "answers", "correct_answer")
-            answers = [str(a) for a in row["answers"]]
+            row_id = str(row["id"]) if row.get("id") is not None else f"sat_{i:04d}"
+            where = f"{path} row {row_id}"
+            answers = options_text(row["answers"], where, "answers")
             if str(row["correct_answer"]) not in answers:
                 raise InputError(
-                    "the correct answer is not among the answers",
-                    where=f"{path} row {row.get('id', i)}",
+                    f"the correct answer {row['correct_answer']!r} is not among the answers",
+                    where=where,
                     field="correct_answer",
                 )
             out.append(
                 EvalItem(
-                    str(row.get("id", f"sat_{i:04d}")),
+                    row_id,
                     self.name,
                     str(row.get("question_type", "all")),
                     row["question"],
@@ -153,6 +156,7 @@ class SATReal(Benchmark):
                     extra={"oracle_format": "{text}"},
                 )
             )
+        refuse_duplicate_ids((item.id for item in out), path)
         return out
 
     def request(self, item: EvalItem, options: ScoringOptions, order=None) -> Request:

@@ -16,12 +16,14 @@ indoor, six digits -> desktop).
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
 from r4d.errors import InputError
-from r4d.eval.benchmarks.common import need, read_rows, strided_frames
+from r4d.eval.benchmarks.common import need, options_text, read_rows, strided_frames
 from r4d.eval.core import Benchmark, EvalItem, Request, ScoringOptions
+from r4d.io.r4d_bench import refuse_duplicate_ids
 
 ANSWER_PATTERNS = [
     r"\(([A-E])\)",
@@ -87,8 +89,15 @@ class STIBench(Benchmark):
             if not isinstance(candidates, dict) or not candidates:
                 raise InputError("no options", where=where, field="Candidates")
             letters = list(candidates)
+            texts = options_text(list(candidates.values()), where, "Candidates", minimum=1)
             if row["Answer"] not in letters:
                 raise InputError(f"{row['Answer']!r} is not an option", where=where, field="Answer")
+            for name in ("time_start", "time_end"):
+                value = row[name]
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise InputError(
+                        f"expected a finite time, got {value}", where=where, field=name
+                    )
             video = next(
                 (
                     p
@@ -112,7 +121,7 @@ class STIBench(Benchmark):
                     self.name,
                     row["Task"],
                     row["Question"],
-                    [str(candidates[k]) for k in letters],
+                    texts,
                     letters.index(row["Answer"]),
                     video=video,
                     split=scene,
@@ -123,6 +132,7 @@ class STIBench(Benchmark):
                     },
                 )
             )
+        refuse_duplicate_ids((item.id for item in out), path, field="ID")
         return out
 
     def request(self, item: EvalItem, options: ScoringOptions, order=None) -> Request:

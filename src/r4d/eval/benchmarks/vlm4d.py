@@ -20,8 +20,9 @@ import re
 from pathlib import Path
 
 from r4d.errors import InputError
-from r4d.eval.benchmarks.common import need, read_rows, uniform_frames
+from r4d.eval.benchmarks.common import need, options_text, read_rows, uniform_frames
 from r4d.eval.core import LETTERS, Benchmark, EvalItem, Request, ScoringOptions
+from r4d.io.r4d_bench import refuse_duplicate_ids
 
 PROMPT = (
     "\nQuestion: {question}\n{options}\n\nDo not generate any intermediate reasoning "
@@ -90,7 +91,13 @@ class VLM4D(Benchmark):
             need(row, path, i, "id", "video", "question", "choices", "answer")
             where = f"{path} row {row['id']}"
             choices = row["choices"]
-            texts = [str(choices[k]) for k in sorted(choices)]
+            if not isinstance(choices, dict):
+                raise InputError(
+                    f"expected an object of lettered choices, got {choices!r}",
+                    where=where,
+                    field="choices",
+                )
+            texts = options_text([choices[k] for k in sorted(choices)], where, "choices")
             if str(row["answer"]) not in texts:
                 raise InputError(
                     "the answer is not one of the choices", where=where, field="answer"
@@ -99,7 +106,14 @@ class VLM4D(Benchmark):
             video = root / "videos_real" / tail
             if not video.is_file():
                 raise InputError(f"no video {video}", where=where, field="video")
-            number = int(str(row["id"]).split("_")[-1])
+            number = str(row["id"]).split("_")[-1]
+            if not number.isdigit():
+                raise InputError(
+                    f"expected an id ending in _<number>, got {row['id']!r}",
+                    where=where,
+                    field="id",
+                )
+            number = int(number)
             out.append(
                 EvalItem(
                     str(row["id"]),
@@ -113,6 +127,7 @@ class VLM4D(Benchmark):
                     extra={"oracle_format": "{letter}"},
                 )
             )
+        refuse_duplicate_ids((item.id for item in out), path)
         return out
 
     def request(self, item: EvalItem, options: ScoringOptions, order=None) -> Request:

@@ -10,9 +10,11 @@ multiple choice is right iff it equals the letter (ignoring case); numbers score
 (`r4d.eval.core.mra`): thresholds np.linspace(0.5, 0.95, 10), right at theta iff
 |pred - gt| / gt <= 1 - theta, no epsilon, no rounding, divided by the signed ground truth, so
 a negative ground truth gives every parsed number full marks (the official behaviour, the
-default); the extra "abs-ground-truth" divides by |gt| instead. A ground truth of 0 scores 0
-(the official code raises ZeroDivisionError there); unparseable: 0. Overall: the unweighted
-mean of the per-question-type scores.
+default); the extra "abs-ground-truth" divides by |gt| instead. Only a change of distance
+(SIGNED) may have a negative ground truth: a distance or displacement below 0 is refused when
+the file is read, as is a ground truth of 0 (the official code raises ZeroDivisionError there),
+NaN or infinity, naming the row. Unparseable: 0. Overall: the unweighted mean of the
+per-question-type scores.
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from r4d.errors import InputError
-from r4d.eval.benchmarks.common import need, read_rows, uniform_frames
+from r4d.eval.benchmarks.common import (
+    mra_truth,
+    need,
+    options_text,
+    read_rows,
+    uniform_frames,
+)
 from r4d.eval.core import LETTERS, Benchmark, EvalItem, Request, ScoringOptions
+from r4d.io.r4d_bench import refuse_duplicate_ids
 
 NUMERIC = ("camera_obj_abs_dist", "camera_displacement", "camera_obj_dist_change")
+SIGNED = ("camera_obj_dist_change",)  # the numeric types whose ground truth may be negative
 PRE = "These are frames of a video."
 EXTRAS = {
     "abs-ground-truth": "MRA divides by |ground truth| (the official code divides by the "
@@ -60,21 +70,19 @@ class VSTIBench(Benchmark):
             kind = row["question_type"]
             item = EvalItem(str(row["id"]), self.name, kind, row["question"], video=video)
             if kind in NUMERIC:
-                try:
-                    item.answer_value = float(row["ground_truth"])
-                except (TypeError, ValueError):
-                    raise InputError(
-                        "expected a number", where=where, field="ground_truth"
-                    ) from None
+                item.answer_value = mra_truth(
+                    row["ground_truth"], where, "ground_truth", signed=kind in SIGNED
+                )
             else:
                 need(row, path, i, "options", "mc_answer")
-                item.options = [str(o) for o in row["options"]]
+                item.options = options_text(row["options"], where, "options")
                 letter = str(row["mc_answer"]).upper()
                 if len(letter) != 1 or letter not in "ABCDEFGH"[: len(item.options)]:
                     raise InputError("expected an option letter", where=where, field="mc_answer")
                 item.answer_index = "ABCDEFGH".index(letter)
                 item.extra["oracle_format"] = "{letter}"
             out.append(item)
+        refuse_duplicate_ids((item.id for item in out), path)
         return out
 
     def request(self, item: EvalItem, options: ScoringOptions, order=None) -> Request:
