@@ -21,7 +21,7 @@ from r4d.curate.backends import vlm_from_spec
 from r4d.errors import InputError
 from r4d.eval.adapters import APIOptions, OpenAIAdapter
 from r4d.eval.core import EvalItem, Request
-from r4d.io.video import write_video
+from test_protocols import make_vlm4d_pair  # two VLM4D rows in the official layout
 
 HOLD_S = 3.0  # the longest the server waits for concurrent requests before giving up
 
@@ -184,27 +184,8 @@ def test_image_detail_and_size_reach_the_request():
         APIOptions(image_detail="medium")
 
 
-def _vlm4d(root):
-    (root / "videos_real" / "davis").mkdir(parents=True)
-    frames = np.zeros((8, 16, 16, 3), np.uint8)
-    write_video(root / "videos_real" / "davis" / "v.mp4", [frames], fps=10)
-    choices = {"A": "left", "B": "right", "C": "towards", "D": "away"}
-    rows = [
-        {
-            "id": f"real_{i}",
-            "video": "https://x/videos_real/davis/v.mp4",
-            "question_type": "multiple-choice",
-            "question": "Which way does the car move?",
-            "choices": choices,
-            "answer": "towards",
-        }
-        for i in (1, 2)
-    ]
-    (root / "real_mc.json").write_text(json.dumps(rows))
-
-
 def test_r4d_eval_sends_the_options_and_writes_no_key(tmp_path, monkeypatch, capsys):
-    _vlm4d(tmp_path / "data")
+    make_vlm4d_pair(tmp_path / "data")
     state = _Loopback(reply=lambda body: "C")
     with serving(state) as url:
         args = ["eval", "--model", f"openai:tiny@{url}", "--bench", "vlm4d", "--frames", "2"]

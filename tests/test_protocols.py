@@ -295,7 +295,8 @@ class _Judge(BaseHTTPRequestHandler):
         return
 
 
-def _vlm4d(root):
+def make_vlm4d_pair(root):
+    """Two VLM4D multiple-choice rows over one 12-frame video (answer: C, towards)."""
     frames = np.zeros((12, 16, 16, 3), np.uint8)
     (root / "videos_real" / "davis").mkdir(parents=True)
     write_video(root / "videos_real" / "davis" / "v.mp4", [frames], fps=10)
@@ -315,7 +316,7 @@ def _vlm4d(root):
 
 
 def test_vlm4d_judged_mode_reads_with_the_judge_and_records_it(tmp_path):
-    _vlm4d(tmp_path)
+    make_vlm4d_pair(tmp_path)
     server = HTTPServer(("127.0.0.1", 0), _Judge)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     spec = f"openai:tiny-judge@http://127.0.0.1:{server.server_port}/v1"
