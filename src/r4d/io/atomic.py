@@ -23,6 +23,15 @@ def _umask() -> int:
     return mask
 
 
+def match_umask(folder: str | Path) -> None:
+    """Give every file and folder under `folder` the mode a plain open / mkdir would (0644 /
+    0755 under the usual umask), for writers that create them private (Accelerate's
+    `save_state` writes 0600 files)."""
+    mask = _umask()
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def _temp_sibling(path: Path, directory: bool) -> Path:
     """A new temporary next to `path`, with the permissions a plain open/mkdir would give."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from r4d.io.atomic import write_text
+from r4d.errors import InputError
+from r4d.io.atomic import match_umask, write_text
 
 CHECKPOINTS = "checkpoints"
 
@@ -114,6 +115,7 @@ def save_checkpoint(accelerator: Accelerator, out: Path, step: int, keep: int) -
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
+        match_umask(tmp)
         write_text(tmp / "trainer.json", json.dumps({"step": step}) + "\n")
         if final.exists():
             shutil.rmtree(final)
@@ -154,6 +156,20 @@ class Logger:
         if self.main:
             self.writer.close()
             self.jsonl.close()
+
+
+def _refuse_non_finite(accelerator: Accelerator, loss: torch.Tensor, step: int, batch) -> None:
+    """Stop before a non-finite loss reaches the weights (so no checkpoint holds NaN), on every
+    process at once, naming the step and this process's clips."""
+    bad = (~torch.isfinite(loss.detach())).any().float().reshape(1)
+    if accelerator.reduce(bad, "sum").item() == 0:
+        return
+    clips = batch.get("clips") if isinstance(batch, dict) else None
+    raise InputError(
+        f"the loss is {loss.item()} at step {step}"
+        + (f" (batch clips: {', '.join(str(c) for c in clips)})" if clips else "")
+        + "; nothing of this step was saved: check the data and teacher cache, or lower the lr"
+    )
 
 
 def fit(
@@ -214,6 +230,7 @@ def fit(
                 raise batch
             with accelerator.accumulate(model):
                 loss, parts = loss_fn(model, batch)
+                _refuse_non_finite(accelerator, loss, step + 1, batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
