@@ -51,6 +51,17 @@ MAX_IMAGE_SIDE = typer.Option(
 )
 
 
+def _one_of(*choices: str):
+    """A callback that refuses a text option outside `choices`, naming them."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+
+    return check
+
+
 def _api(api_key: str, concurrency: int, retries: int, timeout: float, detail: str, side: int):
     """How the OpenAI-compatible adapters reach their server (`r4d eval`, `r4d curate`)."""
     from r4d.eval.adapters import APIOptions
@@ -154,10 +165,12 @@ def bench_build(
         "default: a split from each scene's seed.",
     ),
     per_task: int = typer.Option(
-        None, help="Questions per task and split (default: train 4000, val 100, test 250)."
+        None,
+        min=1,
+        help="Questions per task and split (default: train 4000, val 100, test 250).",
     ),
     seed: int = typer.Option(0, help="Seed of question sampling and option order."),
-    clips: int = typer.Option(2, help="TimeBench sub-clips per val/test scene."),
+    clips: int = typer.Option(2, min=0, help="TimeBench sub-clips per val/test scene."),
 ) -> None:
     """Generate questions for every scene and write the benchmark (R4D-Bench layout)."""
     import time
@@ -254,7 +267,7 @@ def teacher_train(
     out: Path = typer.Option(..., help="Run folder: checkpoints, teacher/, train.json."),
     steps: int = typer.Option(2500, min=1),
     batch_size: int = typer.Option(4, min=1),
-    lr: float = typer.Option(3e-4),
+    lr: float = typer.Option(3e-4, min=1e-12),
     seed: int = typer.Option(0),
     checkpoint_every: int = typer.Option(250, min=1),
 ) -> None:
@@ -282,7 +295,7 @@ def teacher_eval(
     teacher: Path = typer.Option(..., help="A teacher folder (or a run folder with teacher/)."),
     world: Path = typer.Option(..., help="The world; test-split scenes are evaluated."),
     out: Path = typer.Option(..., help="Where the table, JSON and PNG go."),
-    limit: int = typer.Option(0, help="Evaluate at most this many scenes (0: all)."),
+    limit: int = typer.Option(0, min=0, help="Evaluate at most this many scenes (0: all)."),
 ) -> None:
     """Depth AbsRel / delta<1.25, flow EPE, motion IoU, camray angle against trivial baselines."""
     from r4d.teacher.evaluate import evaluate_on_world, table
@@ -336,7 +349,7 @@ def pretrain_command(
 @app.command("train")
 def train_command(
     config: Path = typer.Option(..., help="A training config (JSON or YAML)."),
-    steps: int = typer.Option(0, help="Override optim.steps (0: keep)."),
+    steps: int = typer.Option(0, min=0, help="Override optim.steps (0: keep)."),
     overwrite: bool = typer.Option(
         False, help="Delete the run folder's previous checkpoints and results and start fresh."
     ),
@@ -379,13 +392,21 @@ def eval_command(
     ),
     data: Path = typer.Option(..., help="The benchmark's files, in its official layout."),
     out: Path = typer.Option(..., help="Run folder: samples.jsonl, summary.json, table.md."),
-    frames: int = typer.Option(0, help="Frames per video (0: the benchmark's official number)."),
-    mode: str = typer.Option("score", help="r4d students: score options or generate."),
+    frames: int = typer.Option(
+        0, min=0, help="Frames per video (0: the benchmark's official number)."
+    ),
+    mode: str = typer.Option(
+        "score",
+        callback=_one_of("score", "generate"),
+        help="r4d students: score options or generate.",
+    ),
     prompt: str = typer.Option("official", help="Prompt variant (official, 4d-rgpt, ...)."),
     fallback: str = typer.Option(
-        "", help="Unparsed answers: random, A or none (default: the benchmark's)."
+        "",
+        callback=_one_of("", "random", "A", "none"),
+        help="Unparsed answers: random, A or none (default: the benchmark's).",
     ),
-    limit: int = typer.Option(0, help="Only the first N items (0: all)."),
+    limit: int = typer.Option(0, min=0, help="Only the first N items (0: all)."),
     batch: int = typer.Option(4, min=1),
     cache: Path = typer.Option(
         None, help="A teacher cache (`r4d teacher cache`): 4D-Concat / 4D-PE students need it."
@@ -466,7 +487,7 @@ def reproduce_command(
         "tiny", help="smoke, demo, tiny (2-core CPU, ~85 min) or small-gpu."
     ),
     seeds: int = typer.Option(3, min=1, help="Seeds for the core comparison."),
-    budget: float = typer.Option(1.0, help="Scale every training step count."),
+    budget: float = typer.Option(1.0, min=1e-3, help="Scale every training step count."),
     row: list[str] = typer.Option(
         [], help="Only these rows (default: every paper row; diagnosis rows only when named)."
     ),
