@@ -282,3 +282,20 @@ def test_grounding_dino_and_sam2_plumbing(tmp_path):
     strict = GroundingDinoSam2(tmp_path / "gdino", tmp_path / "sam2", 1.01, 0.25)
     assert strict.boxes(frame, ["red box"]) == [] and strict.detect(None, frame, ["red box"]) == []
     assert backend.boxes(frame, []) == []
+
+
+def test_a_second_curation_into_a_folder_in_use_is_refused(small_world, small_bench, tmp_path):
+    """One writer per folder: a run in progress holds its lock; a leftover temporary of a killed
+    run is removed when the next one starts."""
+    from r4d.io.atomic import LockedError, exclusive_lock
+
+    leftover = tmp_path / "work" / "extract" / ".x.json.tmp-1-abc"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_text("partial")
+    curation = Curation(small_bench, tmp_path, ScriptedVLM(), WorldRegions(small_world), None)
+    curation.progress = False
+    with exclusive_lock(tmp_path, "curation"), pytest.raises(LockedError, match="curation"):
+        curation.run(["extract"])
+    assert leftover.exists()
+    curation.run(["extract"])
+    assert not leftover.exists()

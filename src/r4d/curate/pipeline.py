@@ -29,7 +29,13 @@ from tqdm import tqdm
 from r4d.curate import labelstudio
 from r4d.curate.prompts import EXTRACT_PROMPT, MATCH_PROMPT, parse_extraction, parse_match
 from r4d.errors import InputError
-from r4d.io.atomic import atomic_path, link_or_copy, write_text
+from r4d.io.atomic import (
+    atomic_path,
+    exclusive_lock,
+    link_or_copy,
+    remove_temporaries,
+    write_text,
+)
 from r4d.io.masks import mask_box
 from r4d.io.r4d_bench import BenchItem, load_items, write_items
 from r4d.io.som import draw_som
@@ -187,9 +193,18 @@ class Curation:
     # -- running -----------------------------------------------------------------------------
 
     def run(self, stages=STAGES, force: bool = False) -> dict:
+        """Run `stages` (resuming from each item's cached results) as the folder's one writer;
+        the temporaries a killed run left are removed first."""
         unknown = sorted(set(stages) - set(STAGES))
         if unknown:
             raise InputError(f"unknown stage {unknown[0]!r}; stages: {STAGES}", field="stages")
+        self.out.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.out, "curation"):
+            for folder in [self.out, *(p for p in self.out.rglob("*") if p.is_dir())]:
+                remove_temporaries(folder)
+            return self._run(stages, force)
+
+    def _run(self, stages, force: bool) -> dict:
         reviews = self._reviews() if "review" in stages else {}
         for stage in STAGES:
             if stage not in stages or stage == "output":
