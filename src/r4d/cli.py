@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -24,6 +23,18 @@ bench_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 
+
+def _one_of(*choices: str):
+    """A callback that refuses a text option outside `choices`, naming them."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+
+    return check
+
+
 HEIGHT = typer.Option(128, help="Image height in pixels (even).")
 WIDTH = typer.Option(128, help="Image width in pixels (even).")
 FRAMES = typer.Option(16, "--frames", help="Uniformly sampled frames that get exact signals.")
@@ -38,28 +49,12 @@ MAX_RETRIES = typer.Option(
 )
 TIMEOUT = typer.Option(120.0, min=0.001, help="openai: seconds a request may take.")
 
-
-class ImageDetail(StrEnum):
-    auto = "auto"
-    low = "low"
-    high = "high"
-
-
-IMAGE_DETAIL = typer.Option(ImageDetail.auto, help="openai: each image part's detail.")
+IMAGE_DETAIL = typer.Option(
+    "auto", callback=_one_of("auto", "low", "high"), help="openai: each image part's detail."
+)
 MAX_IMAGE_SIDE = typer.Option(
     0, min=0, help="openai: shrink images (aspect kept) to at most PX a side (0: as they are)."
 )
-
-
-def _one_of(*choices: str):
-    """A callback that refuses a text option outside `choices`, naming them."""
-
-    def check(value: str) -> str:
-        if value not in choices:
-            raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, choices))}")
-        return value
-
-    return check
 
 
 def _api(api_key: str, concurrency: int, retries: int, timeout: float, detail: str, side: int):
@@ -71,7 +66,7 @@ def _api(api_key: str, concurrency: int, retries: int, timeout: float, detail: s
         concurrency=concurrency,
         max_retries=retries,
         timeout=timeout,
-        image_detail=ImageDetail(detail).value,
+        image_detail=detail,
         max_image_side=side,
     )
 
@@ -421,7 +416,7 @@ def eval_command(
     ),
     max_retries: int = MAX_RETRIES,
     timeout: float = TIMEOUT,
-    image_detail: ImageDetail = IMAGE_DETAIL,
+    image_detail: str = IMAGE_DETAIL,
     max_image_side: int = MAX_IMAGE_SIDE,
     overwrite: bool = typer.Option(
         False, help="Delete the run folder's previous results and start fresh."
@@ -431,7 +426,7 @@ def eval_command(
     when the folder holds another model, benchmark file or protocol)."""
     from dataclasses import replace
 
-    from r4d.eval.adapters import OpenAIAdapter, OpenAIJudge
+    from r4d.eval.adapters import OpenAIJudge
     from r4d.eval.benchmarks import get_benchmark
     from r4d.eval.run import evaluate
     from r4d.eval.spec import EVAL_KINDS, adapter_from_spec, model_identity, parse_spec
@@ -448,10 +443,7 @@ def eval_command(
     )
     api = _api(api_key, concurrency, max_retries, timeout, image_detail, max_image_side)
     spec = parse_spec(model, EVAL_KINDS)
-    if spec.kind == "openai":
-        adapter = OpenAIAdapter(spec.url, spec.name, api)
-    else:
-        adapter = adapter_from_spec(spec, mode, cache)
+    adapter = adapter_from_spec(spec, mode, cache, api)
     reader = None
     if judge:
         judged = parse_spec(judge, ("openai",), field="judge")
@@ -524,7 +516,7 @@ def curate(
     api_key: str = API_KEY,
     max_retries: int = MAX_RETRIES,
     timeout: float = TIMEOUT,
-    image_detail: ImageDetail = IMAGE_DETAIL,
+    image_detail: str = IMAGE_DETAIL,
     max_image_side: int = MAX_IMAGE_SIDE,
 ) -> None:
     """Extract, detect & segment, mark, match, review, trim: the paper's curation pipeline."""

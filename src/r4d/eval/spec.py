@@ -71,9 +71,15 @@ def parse_spec(text: str, allowed: tuple[str, ...] = KINDS, field: str = "model"
 EVAL_KINDS = ("random", "oracle", "openai", "hf", "folder")
 
 
-def adapter_from_spec(spec: ModelSpec | str, mode: str = "score", cache: str | Path | None = None):
+def adapter_from_spec(
+    spec: ModelSpec | str,
+    mode: str = "score",
+    cache: str | Path | None = None,
+    api: adapters.APIOptions | None = None,
+):
     """The evaluation adapter a spec names. `mode` (score / generate) and `cache` (a teacher
-    cache folder, for 4D-Concat / 4D-PE students) apply to r4d students only."""
+    cache folder, for 4D-Concat / 4D-PE students) apply to r4d students only, `api` (key,
+    concurrency, retries, images) to served models only."""
     if isinstance(spec, str):
         spec = parse_spec(spec, EVAL_KINDS)
     if spec.kind == "random":
@@ -81,7 +87,7 @@ def adapter_from_spec(spec: ModelSpec | str, mode: str = "score", cache: str | P
     if spec.kind == "oracle":
         return adapters.OracleAdapter()
     if spec.kind == "openai":
-        return adapters.OpenAIAdapter(spec.url, spec.name)
+        return adapters.OpenAIAdapter(spec.url, spec.name, api)
     if spec.kind in ("hf", "folder") and not Path(spec.name).is_dir():
         raise InputError("no such model folder", where=spec.name, field="model")
     if spec.kind == "hf":
