@@ -421,9 +421,15 @@ def eval_command(
     overwrite: bool = typer.Option(
         False, help="Delete the run folder's previous results and start fresh."
     ),
+    strict: bool = typer.Option(
+        False,
+        help="Stop at the first item that fails (an unreadable video, image or mask; an item "
+        "the model refuses), naming it. Default: log it as failed in samples.jsonl, score it "
+        "as wrong and go on; a rerun retries it.",
+    ),
 ) -> None:
     """Evaluate a model on a benchmark with its official protocol; a rerun resumes (refused
-    when the folder holds another model, benchmark file or protocol)."""
+    when the folder holds another model, benchmark file or protocol) and retries failed items."""
     from dataclasses import replace
 
     from r4d.eval.adapters import OpenAIJudge
@@ -449,7 +455,7 @@ def eval_command(
         judged = parse_spec(judge, ("openai",), field="judge")
         reader = OpenAIJudge(judged.url, judged.name, api)
     identity = model_identity(spec, mode, cache)
-    evaluate(
+    summary = evaluate(
         adapter,
         benchmark,
         data,
@@ -460,8 +466,17 @@ def eval_command(
         judge=reader,
         model=identity,
         overwrite=overwrite,
+        strict=strict,
     )
     typer.echo((out / "table.md").read_text())
+    if summary["failed"]:
+        asked = summary["n_samples"][benchmark.name]
+        typer.echo(
+            f"warning: {summary['failed']} of {asked} items failed and are scored as wrong; "
+            f"their reasons are in {out / 'samples.jsonl'} (a rerun retries them, --strict "
+            "stops at the first)",
+            err=True,
+        )
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Runs side by side: one markdown table per benchmark, a row per run."""
+"""Runs side by side: one markdown table per benchmark, a row per run (its model, its folder
+and how many of its items failed, when any did)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def side_by_side(runs: list[Path]) -> str:
         if not path.is_file():
             raise InputError("no summary.json: not an evaluation run", where=run)
         summary = json.loads(path.read_text())
-        summary["model"] = f"{summary['model']} ({Path(run).name})"
+        failed = f", {summary['failed']} failed" if summary.get("failed") else ""
+        summary["model"] = f"{summary['model']} ({Path(run).name}{failed})"
         by_bench[summary["protocol"]["benchmark"]].append(summary)
     blocks = []
     for name, summaries in by_bench.items():

@@ -4,11 +4,26 @@
 extracted, whether each was read from the text (`read`) or drawn by the protocol's fallback
 (`fallback`: "random", "A" or null), the target, the score and the item's category and split.
 A rerun reads it, skips finished items and goes on (a line cut short by a kill is dropped
-first). `summary.json` holds `results[<benchmark>]` with keys `<metric>,none`,
+first).
+
+A bad item fails alone: when its request cannot be built (its video, image or mask is missing
+or unreadable: `ITEM_ERRORS`) or the adapter refuses it (`InputError`, found by asking the
+batch's items one by one after the batch failed), it gets a row with `failed` (the reason,
+naming the file or field) and no prediction, and its batch-mates keep their answers. A failed
+row is scored as wrong (score 0, in the accuracy denominator: what the benchmarks' official
+scripts and lmms-eval do with a question the model did not answer), and the summary counts the
+failed rows (`failed`). A rerun retries them: an asked item's failed row is dropped from
+`samples.jsonl` before the run and the item asked again. With `strict`, the first failure
+stops the run instead, as an `InputError` naming the item. When the adapter fails on every
+item of a batch of two or more, asked one by one, the adapter (or its server) is at fault and
+the run stops with its error. A judge that cannot read an output stops the run as well.
+
+`summary.json` holds `results[<benchmark>]` with keys `<metric>,none`,
 `<metric>_stderr,none`, `<metric>_parse_rate,none` (the share of outputs whose answer was
 read, not drawn) and `<metric>_<category>,none`, the scoring options used (the protocol block:
 every named deviation from the official code that was on is listed in its `extras`), and the
-counts; `table.md` the paper's layout for the benchmark.
+counts (`n_samples`: the items asked, failed ones included; `failed`); `table.md` the
+paper's layout for the benchmark.
 
 `manifest.json` (`r4d.io.manifest`) names what made the rows: the model (`model`, an
 `Identity` from `r4d.eval.spec.model_identity`: the files of a model folder, not its path), the
@@ -29,8 +44,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
+from r4d.errors import InputError
 from r4d.eval.adapters import OpenAIJudge
 from r4d.eval.core import Benchmark, EvalItem, ScoringOptions
 from r4d.eval.spec import parse_spec
@@ -38,6 +55,12 @@ from r4d.io.atomic import exclusive_lock, write_text
 from r4d.io.manifest import Identity, check_or_write
 
 EVAL_FILES = ("samples.jsonl", "summary.json", "table.md")  # what `overwrite` deletes
+
+# What an item's own inputs raise while its request is built: r4d's InputError (a missing or
+# unreadable video, a bad mask RLE) and Pillow's errors for a missing or undecodable image
+# (OSError, UnidentifiedImageError among them; DecompressionBombError). Anything else is a bug
+# and stops the run.
+ITEM_ERRORS = (InputError, OSError, Image.DecompressionBombError)
 
 
 def _variants(item: EvalItem, options: ScoringOptions) -> list[list[int] | None]:
@@ -67,15 +90,21 @@ def items_sha256(items: list[EvalItem], root: str | Path) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def _load_done(path: Path) -> dict[str, dict]:
+def _load_done(path: Path, asked: set[str]) -> dict[str, dict]:
+    """The rows logged so far, by id. A line cut short by a kill is dropped, and so is the
+    failed row of an item asked again (in `asked`): it is retried, its new row in its place."""
     if not path.is_file():
         return {}
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):  # a line cut short by a kill
         data = data[: data.rfind(b"\n") + 1]
         path.write_bytes(data)
-    rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
-    return {r["id"]: r for r in rows}
+    lines = [line for line in data.decode().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in lines]
+    keep = [not (r.get("failed") and r["id"] in asked) for r in rows]
+    if not all(keep):
+        write_text(path, "".join(f"{line}\n" for line, k in zip(lines, keep, strict=True) if k))
+    return {r["id"]: r for r, k in zip(rows, keep, strict=True) if k}
 
 
 def evaluate(
@@ -91,12 +120,14 @@ def evaluate(
     judge=None,
     model: Identity | None = None,
     overwrite: bool = False,
+    strict: bool = False,
 ) -> dict:
     """Evaluate `adapter` on `bench` from the files under `root` (only `item_ids`, if given);
     returns the summary. With `options.judge`, a judge model (`judge`, else an `OpenAIJudge`
     built from the spec) reads the outputs instead of the benchmark's rules. `model` is the
     model's identity (`model_identity`; default: the adapter's name only); a folder holding
-    another run is refused unless `overwrite`, which deletes its results first."""
+    another run is refused unless `overwrite`, which deletes its results first. A bad item is
+    logged as failed and scored as wrong; with `strict` it stops the run (InputError)."""
     options = options or bench.default_options()
     bench.check_options(options)
     if options.judge:
@@ -126,39 +157,20 @@ def evaluate(
     with exclusive_lock(out, "eval"):
         check_or_write(out, identity, overwrite, EVAL_FILES)
         items = [i for i in everything if item_ids is None or i.id in item_ids][:limit]
-        return _run(adapter, bench, items, out, options, batch, progress, judge)
+        return _run(adapter, bench, items, out, options, batch, progress, judge, strict)
 
 
-def _run(adapter, bench, items, out, options, batch, progress, judge) -> dict:
+def _run(adapter, bench, items, out, options, batch, progress, judge, strict) -> dict:
     samples = out / "samples.jsonl"
-    done = _load_done(samples)
+    done = _load_done(samples, {i.id for i in items})
     todo = [i for i in items if i.id not in done]
     with open(samples, "a") as log:
         for a in tqdm(
             range(0, len(todo), batch), desc=bench.name, unit="batch", disable=not progress
         ):
             chunk = todo[a : a + batch]
-            built = {
-                (item.id, str(order)): bench.request(item, options, order)
-                for item in chunk
-                for order in _variants(item, options)
-            }
-            asks = [
-                (item, order, rep)
-                for item in chunk
-                for order in _variants(item, options)
-                for rep in range(options.repeats)
-            ]
-            requests = [built[(item.id, str(order))] for item, order, _ in asks]
-            texts = adapter.answer(requests)
-            per_item: dict[str, list] = defaultdict(list)
-            for (item, order, rep), request, text in zip(asks, requests, texts, strict=True):
-                extracted = bench.extract(text, request, options, judge)
-                score = bench.score(item, request, extracted.value, options)
-                per_item[item.id].append((order, rep, text, extracted, score))
-            for item in chunk:
-                row = _record(item, per_item[item.id], options)
-                done[item.id] = row
+            for row in _answer_batch(adapter, bench, chunk, options, judge, strict):
+                done[row["id"]] = row
                 log.write(json.dumps(row) + "\n")
                 log.flush()
     rows = [done[i.id] for i in items if i.id in done]
@@ -166,6 +178,98 @@ def _run(adapter, bench, items, out, options, batch, progress, judge) -> dict:
     write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     write_text(out / "table.md", table(bench, summary) + "\n")
     return summary
+
+
+def _failure(item: EvalItem, err: Exception, strict: bool) -> str:
+    """The reason `item` failed (InputError's message names the file or field; another error
+    is prefixed with its type); with `strict`, an InputError naming the item instead."""
+    reason = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
+    if strict:
+        raise InputError(reason, where=f"item {item.id}") from err
+    return reason
+
+
+def _answer_batch(adapter, bench, chunk, options, judge, strict) -> list[dict]:
+    """The rows of `chunk`, in its order: answered, or failed (see the module docstring)."""
+    failed: dict[str, str] = {}
+    built: dict[str, list] = {}
+    for item in chunk:
+        try:
+            requests = [(o, bench.request(item, options, o)) for o in _variants(item, options)]
+        except ITEM_ERRORS as err:
+            failed[item.id] = _failure(item, err, strict)
+            continue
+        built[item.id] = [(o, rep, r) for o, r in requests for rep in range(options.repeats)]
+    ready = [item for item in chunk if item.id in built]
+    texts = _texts(adapter, ready, built, failed, strict)
+    rows = []
+    for item in chunk:
+        if item.id in failed:
+            rows.append(_failed_record(item, failed[item.id]))
+            continue
+        answers = []
+        for (order, rep, request), text in zip(built[item.id], texts[item.id], strict=True):
+            extracted = bench.extract(text, request, options, judge)
+            score = bench.score(item, request, extracted.value, options)
+            answers.append((order, rep, text, extracted, score))
+        rows.append(_record(item, answers, options))
+    return rows
+
+
+def _texts(adapter, items, built, failed, strict) -> dict[str, list[str]]:
+    """The adapter's texts per item id, one per ask in `built`'s order. When it refuses the
+    batch, each item is asked alone and those it refuses go into `failed`; when it refuses
+    every item of a batch of two or more, the batch's error is raised."""
+
+    def ask(group: list[EvalItem]) -> dict[str, list[str]]:
+        asks = [(item.id, request) for item in group for _, _, request in built[item.id]]
+        texts: dict[str, list[str]] = defaultdict(list)
+        for (item_id, _), text in zip(asks, adapter.answer([r for _, r in asks]), strict=True):
+            texts[item_id].append(text)
+        return texts
+
+    if not items:
+        return {}
+    try:
+        return ask(items)
+    except InputError as err:
+        if len(items) == 1:
+            failed[items[0].id] = _failure(items[0], err, strict)
+            return {}
+        first = err
+    texts: dict[str, list[str]] = {}
+    for item in items:
+        try:
+            texts.update(ask([item]))
+        except InputError as err:
+            failed[item.id] = _failure(item, err, strict)
+    if not texts:  # not one item answered: the adapter (or its server) is at fault
+        raise first
+    return texts
+
+
+def _failed_record(item: EvalItem, reason: str) -> dict:
+    """The row of an item that got no answer: `failed` says why; it scores 0 (wrong)."""
+    return {
+        **_item_fields(item),
+        "failed": reason,
+        "raw": [],
+        "extracted": [],
+        "read": [],
+        "fallback": [],
+        "score": 0.0,
+        "correct": False,
+    }
+
+
+def _item_fields(item: EvalItem) -> dict:
+    return {
+        "id": item.id,
+        "category": item.category,
+        "split": item.split,
+        "target": item.letter if item.answer_value is None else item.answer_value,
+        "n_options": len(item.options) if item.options else None,
+    }
 
 
 def _record(item: EvalItem, answers: list, options: ScoringOptions) -> dict:
@@ -179,19 +283,14 @@ def _record(item: EvalItem, answers: list, options: ScoringOptions) -> dict:
     else:
         per_repeat = [float(np.mean(v)) for v in by_repeat.values()]
     score = float(np.mean(per_repeat))
-    target = item.letter if item.answer_value is None else item.answer_value
     return {
-        "id": item.id,
-        "category": item.category,
-        "split": item.split,
+        **_item_fields(item),
         "raw": [text for _, _, text, _, _ in answers],
         "extracted": [extracted.value for _, _, _, extracted, _ in answers],
         "read": [extracted.read for _, _, _, extracted, _ in answers],
         "fallback": [extracted.fallback for _, _, _, extracted, _ in answers],
-        "target": target,
         "score": score,
         "correct": score == 1.0,
-        "n_options": len(item.options) if item.options else None,
     }
 
 
@@ -221,6 +320,7 @@ def aggregate(bench: Benchmark, rows: list[dict], options: ScoringOptions, model
     return {
         "results": {bench.name: results},
         "n_samples": {bench.name: len(rows)},
+        "failed": sum(1 for r in rows if r.get("failed")),
         "categories": {c: len(v) for c, v in sorted(by_category.items())},
         "chance": 100 * float(np.mean(chance)) if chance else None,
         "parse": parse,
