@@ -35,7 +35,7 @@ def _broken_omnispatial(root):
 
 BROKEN = {
     "vlm4d": (_broken_vlm4d, "real_7", "unreadable video"),  # InputError from the decoder
-    "omnispatial": (_broken_omnispatial, "2_0", "UnidentifiedImageError"),  # Pillow's OSError
+    "omnispatial": (_broken_omnispatial, "2_0", "unreadable image"),
 }
 
 

@@ -47,12 +47,23 @@ def need(row: dict, path: Path, index: int, *names: str) -> None:
             raise InputError("missing", where=f"{path} row {row_id}", field=name)
 
 
-def image(data) -> np.ndarray:
-    """RGB uint8 from a path, raw bytes, or a {"bytes": ...} record."""
+def image(data, where: str | None = None, field: str | None = None) -> np.ndarray:
+    """RGB uint8 from a path, raw bytes, or a {"bytes": ...} record; an unreadable one is
+    refused naming `where` (the item) and `field`, or the path."""
     if isinstance(data, dict):
         data = data.get("bytes")
-    source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
-    return np.asarray(Image.open(source).convert("RGB"))
+    embedded = isinstance(data, bytes | bytearray)
+    source = io.BytesIO(data) if embedded else data
+    try:
+        return np.asarray(Image.open(source).convert("RGB"))
+    except (OSError, Image.DecompressionBombError) as err:
+        what = "embedded image" if embedded else "image"
+        reason = str(err).split(" <_io.")[0] if embedded else str(err)
+        raise InputError(
+            f"unreadable {what} ({reason})",
+            where=where or (None if embedded else data),
+            field=field,
+        ) from None
 
 
 def uniform_frames(path: Path, n: int):

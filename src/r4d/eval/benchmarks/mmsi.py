@@ -66,7 +66,7 @@ class MMSIBench(Benchmark):
         return out
 
     def request(self, item: EvalItem, options: ScoringOptions, order=None) -> Request:
-        images = [image(b) for b in item.images]
+        images = [image(b, f"item {item.id}", f"images[{i}]") for i, b in enumerate(item.images)]
         return Request(item, f"{item.question}\n{POST_PROMPT}", images, options=item.options)
 
     def parse(self, text: str, request: Request, options: ScoringOptions):

@@ -78,7 +78,13 @@ class OmniSpatial(Benchmark):
         shown = [item.options[i] for i in order] if order else item.options
         listing = "".join(f"{LETTERS[i]}. {o}\n" for i, o in enumerate(shown))
         prompt = f"{item.question}\n{listing}{FORMAT}"
-        return Request(item, prompt, [image(item.images[0])], options=shown, order=order)
+        return Request(
+            item,
+            prompt,
+            [image(item.images[0], f"item {item.id}", "image")],
+            options=shown,
+            order=order,
+        )
 
     def parse(self, text: str, request: Request, options: ScoringOptions):
         return omnispatial_extract(text)  # no match: the base class's fallback, "A"

@@ -157,7 +157,9 @@ class R4DBench(Benchmark):
         regions = None
         if item.extra.get("regions"):
             regions = {
-                r["token"]: decode_mask(r["mask"]) for r in item.extra["regions"] if r.get("mask")
+                r["token"]: decode_mask(r["mask"], f"item {item.id}", f"region {r['token']}.mask")
+                for r in item.extra["regions"]
+                if r.get("mask")
             }
         return Request(
             item, prompt, images, frames, times, info.duration, info.fps, shown, regions, order

@@ -167,7 +167,13 @@ class SATReal(Benchmark):
             f"{question} Answer the question using a single word or phrase. Choose "
             f"between the following options: {choices}."
         )
-        return Request(item, prompt, [image(b) for b in item.images], options=shown, order=order)
+        return Request(
+            item,
+            prompt,
+            [image(b, f"item {item.id}", f"images[{i}]") for i, b in enumerate(item.images)],
+            options=shown,
+            order=order,
+        )
 
     def parse(self, text: str, request: Request, options: ScoringOptions):
         if "lenient" in options.extras:
