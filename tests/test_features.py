@@ -176,8 +176,8 @@ def test_a_cached_run_resumes_bit_exactly_with_the_live_loss(teacher_parts, smal
     resumed = _config(small_bench, teacher_parts, tmp_path / "resumed")
     assert train(resumed, stop_at=2, progress=False) == {"stopped_at": 2}
     train(_config(small_bench, teacher_parts, tmp_path / "resumed"), progress=False)
-    a, _ = R4DStudent.from_pretrained(tmp_path / "straight" / "student")
-    b, _ = R4DStudent.from_pretrained(tmp_path / "resumed" / "student")
+    a = R4DStudent.from_pretrained(tmp_path / "straight" / "student")
+    b = R4DStudent.from_pretrained(tmp_path / "resumed" / "student")
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 

@@ -1,5 +1,8 @@
-"""NVILA-Lite export: folders VILA's loader (transformers 4.46) reads, and round trips of both
-tower variants (NVILA's SigLIP without head, VILA1.5's with its attention-pooling head)."""
+"""NVILA-Lite folders: export that VILA's loader (transformers 4.46) reads, round trips of both
+tower variants (NVILA's SigLIP without head, VILA1.5's with its attention-pooling head), and a
+folder in the release's form (a Qwen2 tokenizer without r4d's tokens, dynamic tiling, bicubic
+resizing) evaluated as released: its tokenizer untouched, its SoM image tiled, its answers
+generated."""
 
 from __future__ import annotations
 
@@ -10,10 +13,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoConfig,
     AutoTokenizer,
+    PreTrainedTokenizerFast,
     Qwen2Config,
     SiglipImageProcessorPil,
     SiglipVisionConfig,
@@ -21,11 +27,14 @@ from transformers import (
 )
 
 from r4d.errors import InputError
+from r4d.io.r4d_bench import format_prompt
+from r4d.io.video import write_video
 from r4d.model import build_student
+from r4d.model.config import RESAMPLE, VISUAL_SLOT
 from r4d.model.modeling import R4DStudent
 from r4d.model.nvila import PROJECTOR_TYPE, load_nvila, save_nvila
-from r4d.model.processor import StudentProcessor
-from r4d.model.tokenizer import VIDEO, train_tokenizer
+from r4d.model.processor import SYSTEM, StudentProcessor, tile_grid
+from r4d.model.tokenizer import REGION_TOKENS, VIDEO, train_tokenizer
 
 QUESTION = "Which way is the red ball heading?"
 ROPE_THETA = 1e6  # NVILA-Lite's Qwen2; transformers 4.46 falls back to 10000 if it cannot read it
@@ -95,7 +104,9 @@ def test_top_config_has_the_fields_vilas_loader_reads(exported):
     assert top["mm_projector_cfg"]["mm_projector_type"] == PROJECTOR_TYPE
     # VILA loads every part with torch_dtype=eval(config.model_dtype).
     assert eval(top["model_dtype"], {"torch": torch}) == model.llm.dtype
-    assert top["image_aspect_ratio"] == "dynamic"
+    # How images are made is the student's (one bilinear tile for r4d's tiny students).
+    assert top["image_aspect_ratio"] == model.config.image_aspect_ratio == "resize"
+    assert (top["min_tiles"], top["max_tiles"]) == (1, 12)
     assert top["num_video_frames"] == 16 and isinstance(top["num_video_frames"], int)
     assert top["mm_vision_select_layer"] == model.config.feature_layer == -2
     assert top["hidden_size"] == 128 and top["mm_hidden_size"] == 64
@@ -116,13 +127,14 @@ def test_image_processor_normalises_as_the_student_does(tokenizer, exported):
     model, folder = exported
     cfg = read(folder / "vision_tower" / "preprocessor_config.json")
     assert cfg["image_processor_type"] == "SiglipImageProcessor"  # what 4.46 resolves
-    assert cfg["size"] == {"height": 72, "width": 72} and cfg["resample"] == 3
+    assert cfg["size"] == {"height": 72, "width": 72}
+    assert cfg["resample"] == RESAMPLE[model.config.resample] == 2  # PIL's bilinear
     processor = SiglipImageProcessorPil.from_pretrained(folder / "vision_tower")
     assert tuple(processor.image_mean) == MEAN and tuple(processor.image_std) == STD
-    # A flat image is flat whatever the resampling filter: both pipelines must agree on it.
-    flat = np.full((50, 40, 3), (200, 30, 120), np.uint8)
-    theirs = processor(flat, return_tensors="pt")["pixel_values"][0]
-    ours = StudentProcessor(tokenizer, model.config).pixels(flat)
+    # Same filter, same normalisation: both pipelines give the same pixels.
+    image = np.random.default_rng(3).integers(0, 256, (50, 40, 3), dtype=np.uint8)
+    theirs = processor(image, return_tensors="pt")["pixel_values"][0]
+    ours = StudentProcessor(tokenizer, model.config).pixels(image)
     assert theirs.shape == ours.shape == (3, 72, 72)
     assert torch.allclose(theirs, ours, atol=1e-5)
 
@@ -195,7 +207,7 @@ def test_both_towers_round_trip_through_nvila_and_r4d_folders(tokenizer, tmp_pat
     assert again.keys() == theirs.keys() and all(torch.equal(again[k], theirs[k]) for k in again)
 
     first.save_pretrained(tmp_path / "r4d", tok)  # r4d's own folder: R4DStudent(config) rebuilds it
-    mine, _ = R4DStudent.from_pretrained(tmp_path / "r4d")
+    mine = R4DStudent.from_pretrained(tmp_path / "r4d")
     with torch.no_grad():
         assert torch.equal(second(**inputs).logits, logits)
         assert torch.equal(mine(**inputs).logits, logits)
@@ -220,3 +232,204 @@ def test_a_tower_missing_weights_is_refused(exported, tmp_path):
     with pytest.raises(InputError, match=r"post_layernorm\.weight") as info:
         load_nvila(broken)
     assert info.value.where == str(broken / "vision_tower")
+
+
+# -- a folder as NVILA-Lite is released ---------------------------------------------------------
+
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # Qwen2's; none of r4d's
+ASKED = "Which way is <obj_1> heading?"
+OPTIONS = ["left", "right", "towards the camera"]
+
+
+def released_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE with Qwen2's special tokens only, as NVILA-Lite's llm/ holds: it reads
+    `<obj_1>` as text."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=QWEN_SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    texts = [ASKED, *OPTIONS, "Options: Answer with only the letter. You are a helpful"]
+    tok.train_from_iterator(texts * 20, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """A tiny NVILA-Lite folder in VILA's release layout (72 px tiles, up to 12 of them, bicubic
+    resizing, `image_aspect_ratio: dynamic`) and its tokenizer as released."""
+    tok = released_tokenizer()
+    torch.manual_seed(0)
+    config = build_student("tiny", tok).config
+    config.vision.update(num_hidden_layers=2, hidden_size=64, intermediate_size=128)
+    config.llm.update(
+        num_hidden_layers=2, hidden_size=128, intermediate_size=256, num_attention_heads=4
+    )
+    config.image_aspect_ratio, config.resample = "dynamic", "bicubic"
+    folder = tmp_path_factory.mktemp("released") / "nvila"
+    save_nvila(R4DStudent(config).eval(), tok, folder)
+    return folder
+
+
+def clip(seed: int = 0, n: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 40, 60, 3), dtype=np.uint8)
+
+
+WIDE_SOM = np.random.default_rng(5).integers(0, 256, (72, 108, 3), dtype=np.uint8)  # 3:2
+
+
+def test_a_released_folder_keeps_its_tokenizer_and_marks_visual_slots_outside_it(released):
+    model, tok = load_nvila(released)
+    theirs = AutoTokenizer.from_pretrained(released / "llm")
+    assert tok.backend_tokenizer.to_str() == theirs.backend_tokenizer.to_str()
+    assert tok.get_added_vocab() == theirs.get_added_vocab()
+    rows = model.llm.get_input_embeddings().num_embeddings
+    assert len(tok) == len(theirs) == rows == model.config.llm["vocab_size"]
+    pieces = theirs.tokenize("<obj_1>")
+    assert len(pieces) == 5 and tok.tokenize("<obj_1>") == pieces  # text, as released
+    assert model.config.region_token_ids == [] and not model.config.region_tokens
+    assert model.config.visual_token_id == VISUAL_SLOT < 0
+    newline = theirs.encode("\n", add_special_tokens=False)
+    assert [model.config.separator_token_id] == newline
+
+    # The prompt: text pieces tokenized one by one, the visual slots between them.
+    proc = StudentProcessor(tok, model.config)
+    sample = proc.build(ASKED, clip(), [0.0, 0.5, 1.0], OPTIONS, WIDE_SOM)
+    tiles = len(sample.pixels) - 3
+    image = [VISUAL_SLOT] * model.config.tokens_per_image + newline
+    text = format_prompt(ASKED, OPTIONS, True)
+
+    def enc(piece):
+        return theirs.encode(piece, add_special_tokens=False)
+
+    expected = enc(f"{SYSTEM}<|im_start|>user\n") + image * tiles + enc("\n") + image * 3
+    expected += enc(f"\n{text}<|im_end|>\n<|im_start|>assistant\n")
+    assert sample.input_ids == expected
+    assert ASKED in theirs.decode([i for i in sample.input_ids if i >= 0])
+    with torch.no_grad():
+        out = model(**proc.collate([sample]))
+    assert int(out.visual_mask.sum()) == (tiles + 3) * model.config.tokens_per_image
+    assert torch.isfinite(out.logits).all()
+
+
+def test_a_fine_tune_with_region_tokens_adds_them(released):
+    model, tok = load_nvila(released, region_tokens=True)
+    theirs = AutoTokenizer.from_pretrained(released / "llm")
+    assert len(tok) == len(theirs) + len(REGION_TOKENS)
+    assert model.llm.get_input_embeddings().num_embeddings == len(tok)
+    assert tok.tokenize("<obj_1>") == ["<obj_1>"]
+    assert model.config.region_token_ids == tok.convert_tokens_to_ids(REGION_TOKENS)
+    mask = np.zeros((40, 60), bool)
+    mask[5:20, 10:30] = True
+    proc = StudentProcessor(tok, model.config)
+    sample = proc.build(ASKED, clip(), [0.0, 0.5, 1.0], OPTIONS, WIDE_SOM, {"<obj_1>": mask})
+    (token, key_frame, _), tiles = sample.regions[0], len(sample.pixels) - 3
+    assert token == tok.convert_tokens_to_ids("<obj_1>") and key_frame == tiles  # first frame
+    with torch.no_grad():
+        assert torch.isfinite(model(**proc.collate([sample])).logits).all()
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "size", "grid"),
+    [
+        (108, 72, 72, (3, 2)),  # 3:2 exactly
+        (854, 480, 448, (2, 1)),  # an R4D-Bench frame at NVILA-Lite's 448 px: 2 tiles
+        (480, 854, 448, (1, 2)),
+        (40, 40, 32, (1, 1)),  # a square under 2 tiles' pixels: one tile
+        (64, 64, 32, (2, 2)),  # ties with 1x1 and 3x3; more than half of 2x2's pixels
+        (1000, 100, 448, (10, 1)),  # as wide as 12 tiles allow: 10:1 is nearest
+    ],
+)
+def test_tile_grid_is_nvila_lites(width, height, size, grid):
+    assert tile_grid(width, height, size, 1, 12) == grid
+
+
+def test_the_som_image_is_tiled_and_frames_resized_as_the_folder_says(released):
+    model, tok = load_nvila(released)
+    top = read(released / "config.json")
+    assert top["image_aspect_ratio"] == model.config.image_aspect_ratio == "dynamic"
+    assert read(released / "vision_tower" / "preprocessor_config.json")["resample"] == 3
+    assert model.config.resample == "bicubic"
+    proc = StudentProcessor(tok, model.config)
+    tiles = proc.som_pixels(WIDE_SOM)
+    assert tiles.shape == (3 * 2 + 1, 3, 72, 72)  # a 3x2 grid and the thumbnail
+
+    def normalised(picture):
+        x = torch.from_numpy(np.asarray(picture, np.float32) / 255).permute(2, 0, 1)
+        return (x - 0.5) / 0.5
+
+    big = Image.fromarray(WIDE_SOM).resize((216, 144), Image.BICUBIC)
+    assert torch.allclose(tiles[1], normalised(big.crop((72, 0, 144, 72))), atol=1e-6)
+    assert torch.allclose(tiles[5], normalised(big.crop((144, 72, 216, 144))), atol=1e-6)
+    thumb = Image.fromarray(WIDE_SOM).resize((72, 72), Image.BICUBIC)
+    assert torch.allclose(tiles[6], normalised(thumb), atol=1e-6)
+    # Frames: one square tile each, as the tower's SiglipImageProcessor makes it (bicubic).
+    frame = clip(7, 1)[0]
+    siglip = SiglipImageProcessorPil.from_pretrained(released / "vision_tower")
+    theirs = siglip(frame, return_tensors="pt")["pixel_values"][0]
+    assert torch.allclose(proc.pixels(frame), theirs, atol=1e-5)
+    sample = proc.build(ASKED, clip(), [0.0, 0.5, 1.0], OPTIONS, WIDE_SOM)
+    assert len(sample.pixels) == 7 + 3 and torch.isnan(sample.times[:7]).all()
+    assert sample.times[7:].tolist() == [0.0, 0.5, 1.0]
+
+
+def r4d_bench_root(root):
+    """Two R4D-Bench items (released fields) on one 20-frame video with a 3:2 SoM image."""
+    frames = np.random.default_rng(2).integers(0, 256, (20, 40, 60, 3), dtype=np.uint8)
+    (root / "videos" / "stibench").mkdir(parents=True)
+    (root / "images" / "stibench").mkdir(parents=True)
+    write_video(root / "videos" / "stibench" / "a.mp4", list(frames), fps=10)
+    Image.fromarray(WIDE_SOM).save(root / "images" / "stibench" / "1.png")
+    rows = [
+        {
+            "id": i,
+            "benchmark": "stibench",
+            "task": "Translational",
+            "video": "videos/stibench/a.mp4",
+            "source": "test",
+            "som_image": "images/stibench/1.png",
+            "question": ASKED,
+            "question_raw": ASKED,
+            "options": OPTIONS,
+            "answer": OPTIONS[i],
+        }
+        for i in (1, 2)
+    ]
+    (root / "test.json").write_text(json.dumps(rows))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["nvila", "r4d"])
+def test_eval_answers_as_the_folder_was_released_and_records_the_mode(released, tmp_path, kind):
+    from typer.testing import CliRunner
+
+    from r4d.cli import app
+
+    folder = released
+    if kind == "r4d":  # the same student as an r4d folder: option scoring stays its default
+        model, tok = load_nvila(released)
+        folder = tmp_path / "student"
+        model.save_pretrained(folder, tok)
+    data = r4d_bench_root(tmp_path / "bench")
+    args = ["eval", "--model", str(folder), "--bench", "r4d", "--data", str(data)]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    summary = read(tmp_path / "run" / "summary.json")
+    mode = {"nvila": "generate", "r4d": "score"}[kind]
+    assert summary["mode"] == mode and summary["n_samples"]["r4d"] == 2
+    assert read(tmp_path / "run" / "manifest.json")["identity"]["model"]["mode"] == mode
+    rows = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").open()]
+    assert len(rows) == 2 and not any(r.get("failed") for r in rows)
+    # Asked for explicitly, the other mode is used and recorded.
+    other = {"generate": "score", "score": "generate"}[mode]
+    result = CliRunner().invoke(
+        app, [*args, "--out", str(tmp_path / "other"), "--mode", other, "--limit", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert read(tmp_path / "other" / "summary.json")["mode"] == other

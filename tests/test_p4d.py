@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from transformers import AutoTokenizer
 
 from r4d.errors import InputError
 from r4d.model import build_student
@@ -197,8 +198,9 @@ def test_resume_export_and_zero_inference_cost(teacher_parts, small_bench, tmp_p
     resumed = _config(small_bench, teacher_parts, tmp_path / "resumed")
     assert train(resumed, stop_at=2, progress=False) == {"stopped_at": 2}
     train(_config(small_bench, teacher_parts, tmp_path / "resumed"), progress=False)
-    a, tok = R4DStudent.from_pretrained(tmp_path / "straight" / "student")
-    b, _ = R4DStudent.from_pretrained(tmp_path / "resumed" / "student")
+    a = R4DStudent.from_pretrained(tmp_path / "straight" / "student")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "straight" / "student")
+    b = R4DStudent.from_pretrained(tmp_path / "resumed" / "student")
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     # Exported: exactly the base student's parameters; outputs as the trained inference path.
@@ -207,7 +209,7 @@ def test_resume_export_and_zero_inference_cost(teacher_parts, small_bench, tmp_p
     from r4d.train.export import export_checkpoint
 
     export_checkpoint(tmp_path / "straight", tmp_path / "again")
-    c, _ = R4DStudent.from_pretrained(tmp_path / "again")
+    c = R4DStudent.from_pretrained(tmp_path / "again")
     assert all(torch.equal(sa[k], v) for k, v in c.state_dict().items())
     rows = [
         json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()
@@ -224,7 +226,8 @@ def test_lora_policy_trains_adapters_and_exports_merged(teacher_parts, small_ben
         optim={"steps": 2, "batch_size": 2},
     )
     train(config, progress=False)
-    student, tok = R4DStudent.from_pretrained(tmp_path / "lora" / "student")
+    student = R4DStudent.from_pretrained(tmp_path / "lora" / "student")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "lora" / "student")
     assert count_parameters(student) == count_parameters(build_student("tiny", tok, ["tpe"]))
     assert not any("lora" in k for k in student.state_dict())
 
@@ -304,7 +307,7 @@ def test_fusion_baselines_start_as_the_student_and_need_f4d(teacher_parts, small
         optim={"steps": 2, "batch_size": 2},
     )
     train(config, progress=False)
-    exported, _ = R4DStudent.from_pretrained(tmp_path / "pe" / "student")
+    exported = R4DStudent.from_pretrained(tmp_path / "pe" / "student")
     assert exported.config.fusion == "pe" and exported.fusion is not None
     assert exported.fusion.weight.abs().sum() > 0  # it left its zero start
 

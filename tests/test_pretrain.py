@@ -50,7 +50,7 @@ def test_pretraining_resumes_to_identical_weights(small_world, small_bench, tmp_
     resumed = pretrain(small_world, bench, tmp_path / "resumed", settings, progress=False)
     assert straight["targets"] == list(TARGETS) and straight["generic_val"]["n"] == 8
     assert resumed["generic_val"] == straight["generic_val"]
-    a, _ = R4DStudent.from_pretrained(tmp_path / "straight" / "student")
-    b, _ = R4DStudent.from_pretrained(tmp_path / "resumed" / "student")
+    a = R4DStudent.from_pretrained(tmp_path / "straight" / "student")
+    b = R4DStudent.from_pretrained(tmp_path / "resumed" / "student")
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -175,6 +175,7 @@ def _run(adapter, bench, items, out, options, batch, progress, judge, strict) ->
                 log.flush()
     rows = [done[i.id] for i in items if i.id in done]
     summary = aggregate(bench, rows, options, getattr(adapter, "name", type(adapter).__name__))
+    summary["mode"] = getattr(adapter, "mode", "generate")  # "score": an r4d student's scoring
     write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     write_text(out / "table.md", table(bench, summary) + "\n")
     return summary

@@ -42,24 +42,21 @@ def generate(
     max_new_tokens: int = 24,
     fused: torch.Tensor | None = None,
 ) -> list[str]:
-    """Greedy answers for a batch (left-padded, one E_v/E_p pass). `fused`: F_4D per image, for
-    the 4D-Concat / 4D-PE students only."""
+    """Greedy answers for a batch (left-padded; `R4DStudent.generate`, which runs E_v/E_p once
+    at prefill). `fused`: F_4D per image, for the 4D-Concat / 4D-PE students only."""
     batch = processor.collate(samples, padding_side="left")
-    batch = {k: _to(v, model.device) for k, v in batch.items()}
-    visual = model.encode_visuals(
-        batch.get("pixel_values"), batch["visual_times"], fused, batch.get("features")
-    )
-    embeds, _ = model.embed(batch["input_ids"], visual, batch.get("regions"))
+    batch = {k: _to(v, model.device) for k, v in batch.items() if k != "labels"}
+    if fused is not None:
+        batch["fused"] = fused
     tok = processor.tokenizer
-    out = model.llm.generate(
-        inputs_embeds=embeds,
-        attention_mask=batch["attention_mask"],
+    out = model.generate(
+        **batch,
         max_new_tokens=max_new_tokens,
         do_sample=False,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
     )
-    return tok.batch_decode(out, skip_special_tokens=True)
+    return tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def _to(value, device):

@@ -1,29 +1,54 @@
-"""The student's configuration and presets (one JSON file beside the weights).
+"""The student's configuration and presets (`config.json` beside the weights).
 
-`vision` holds SiglipVisionConfig arguments (E_v), `llm` Qwen2Config arguments (LLM + D_head);
-E_p's widths follow from them. Token ids tie the model to its tokenizer: `visual_token_id` marks
-the slots that visual embeddings fill, `separator_token_id` follows every image (VILA's "\\n"),
-`region_token_ids` are `<obj_1>`, `<obj_2>`, ...
+`StudentConfig` is a transformers `PreTrainedConfig` (`model_type` "r4d_student"), so
+`AutoConfig` reads a student folder. `vision` holds SiglipVisionConfig arguments (E_v), `llm`
+Qwen2Config arguments (LLM + D_head); E_p's widths follow from them, and the config owns every
+size derived from them (`token_grid`, `tokens_per_image`).
+
+Token ids tie the model to its tokenizer. `visual_token_id` marks the slots that visual
+embeddings fill: `VISUAL_SLOT` (-200, VILA's IMAGE_TOKEN_INDEX), an id outside every vocabulary
+that the processor inserts between separately tokenized text pieces and that the embedding
+lookup never sees, so a released tokenizer is used untouched. (Folders of schema 1 carry the id
+of a `<vis>` token of their own tokenizer, which works the same way.) `separator_token_id`
+follows every image (VILA's "\\n", the tokenizer's own newline); `region_token_ids` are
+`<obj_1>`, `<obj_2>`, ... where the tokenizer has them as single tokens (r4d's own tokenizers;
+an NVILA tokenizer only when a fine-tune with region tokens adds them).
+
+How E_v's images are made: every image is resized to `image_size` squared with `resample` and
+normalised with `image_mean` / `image_std`; with `image_aspect_ratio` "dynamic" (NVILA-Lite) the
+SoM image is instead tiled (`r4d.model.processor.dynamic_tiles`, between `min_tiles` and
+`max_tiles` tiles plus a thumbnail); "resize" (r4d's tiny students) shows it as one tile.
+
+Schema 2 is schema 1 plus `model_type` and the image settings above; a schema-1 folder is read
+as what it was (one bilinear tile a SoM image), and saving it writes schema 2.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import field, fields
 from pathlib import Path
 from typing import Any
 
+from transformers import PreTrainedConfig, Qwen2Config
+
 from r4d.errors import InputError
 
-SCHEMA = "r4d.student/1"
+SCHEMA = "r4d.student/2"
+OLD_SCHEMAS = ("r4d.student/1",)  # read as what they were (see the module docstring)
+MODEL_TYPE = "r4d_student"
+VISUAL_SLOT = -200  # the id of a visual slot (VILA's IMAGE_TOKEN_INDEX): in no vocabulary
 TIME_CUES = ("tpe", "marks", "prompt")
 FUSIONS = ("none", "concat", "pe")
+ASPECT_RATIOS = ("resize", "dynamic")
+RESAMPLE = {"bilinear": 2, "bicubic": 3}  # name -> PIL's filter number (preprocessor_config)
 
 
-@dataclass
-class StudentConfig:
-    vision: dict[str, Any]
-    llm: dict[str, Any]
+class StudentConfig(PreTrainedConfig):
+    model_type = MODEL_TYPE
+
+    vision: dict[str, Any] = field(default_factory=dict)
+    llm: dict[str, Any] = field(default_factory=dict)
     feature_layer: int = -2  # E_v hidden state fed to E_p (NVILA: the second-to-last layer)
     downsample: int = 3  # E_p folds blocks of downsample x downsample patches
     time_cues: list[str] = field(default_factory=list)  # any of TIME_CUES
@@ -35,21 +60,64 @@ class StudentConfig:
     fusion_width: int = 0
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    visual_token_id: int = 0
+    resample: str = "bilinear"  # the filter that resizes images to image_size (NVILA: bicubic)
+    image_aspect_ratio: str = "resize"  # the SoM image: one tile, or "dynamic" tiling (NVILA)
+    min_tiles: int = 1
+    max_tiles: int = 12
+    visual_token_id: int = VISUAL_SLOT
     separator_token_id: int = 0
     region_token_ids: list[int] = field(default_factory=list)
     schema: str = SCHEMA
 
-    def __post_init__(self):
-        if self.fusion not in FUSIONS:
-            raise InputError(
-                f"unknown fusion {self.fusion!r}; expected one of {FUSIONS}", field="fusion"
-            )
+    def __post_init__(self, **kwargs):
+        self.image_mean, self.image_std = tuple(self.image_mean), tuple(self.image_std)
+        self.validate()
+        super().__post_init__(**kwargs)
+
+    def validate(self) -> None:
+        """Refuse settings r4d has no meaning for (InputError naming the field)."""
+        if self.schema != SCHEMA:
+            raise InputError(f"schema {self.schema!r}, expected {SCHEMA!r}", field="schema")
+        choices = {
+            "fusion": FUSIONS,
+            "image_aspect_ratio": ASPECT_RATIOS,
+            "resample": tuple(RESAMPLE),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(
+                    f"unknown {name} {getattr(self, name)!r}; expected one of {allowed}",
+                    field=name,
+                )
         unknown = sorted(set(self.time_cues) - set(TIME_CUES))
         if unknown:
             raise InputError(
                 f"unknown time cue(s) {unknown}; expected any of {TIME_CUES}", field="time_cues"
             )
+        if not 1 <= self.min_tiles <= self.max_tiles:
+            raise InputError(
+                f"want 1 <= min_tiles <= max_tiles, got {self.min_tiles}, {self.max_tiles}",
+                field="min_tiles",
+            )
+
+    @classmethod
+    def own_fields(cls) -> list[str]:
+        """The fields r4d defines (not transformers' bookkeeping): what makes two students'
+        configs the same."""
+        base = {f.name for f in fields(PreTrainedConfig)}
+        return [f.name for f in fields(cls) if f.name not in base]
+
+    def __eq__(self, other) -> bool:
+        names = self.own_fields()
+        return isinstance(other, StudentConfig) and all(
+            getattr(self, n) == getattr(other, n) for n in names
+        )
+
+    __hash__ = None
+
+    def get_text_config(self, decoder=None, encoder=None) -> Qwen2Config:
+        """The LLM's config (what `generate` sizes its cache and vocabulary by)."""
+        return Qwen2Config(**self.llm)
 
     @property
     def tpe(self) -> bool:
@@ -75,16 +143,16 @@ class StudentConfig:
         rows, cols = self.token_grid
         return rows * cols
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def save(self, folder: str | Path) -> None:
+        """config.json: r4d's fields, `model_type` and transformers' own (what AutoConfig reads)."""
         from r4d.io.atomic import write_text
 
-        write_text(Path(folder) / "config.json", json.dumps(self.to_dict(), indent=1) + "\n")
+        write_text(Path(folder) / "config.json", self.to_json_string(use_diff=True))
 
     @classmethod
     def load(cls, folder: str | Path) -> StudentConfig:
+        """The config.json of a student folder, every field checked (InputError naming the
+        file and the field); a schema-1 file is read as schema 2 (see the module docstring)."""
         path = Path(folder) / "config.json"
         try:
             data = json.loads(path.read_text())
@@ -92,16 +160,41 @@ class StudentConfig:
             raise InputError(f"cannot read ({err.strerror})", where=path) from None
         except json.JSONDecodeError as err:
             raise InputError(f"not valid JSON ({err})", where=path) from None
+        if not isinstance(data, dict):
+            raise InputError(f"expected a JSON object, got {type(data).__name__}", where=path)
+        if data.get("schema") in OLD_SCHEMAS:
+            data["schema"] = SCHEMA
         if data.get("schema") != SCHEMA:
             raise InputError(
                 f"schema {data.get('schema')!r}, expected {SCHEMA!r}", where=path, field="schema"
             )
-        known = set(cls.__dataclass_fields__)
+        model_type = data.pop("model_type", MODEL_TYPE)
+        if model_type != MODEL_TYPE:
+            raise InputError(
+                f"not an r4d student (model_type {model_type!r})",
+                where=path,
+                field="model_type",
+            )
+        known = {f.name for f in fields(cls)} | {"torch_dtype", "_name_or_path"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError("unknown field", where=path, field=unknown[0])
-        data["image_mean"], data["image_std"] = tuple(data["image_mean"]), tuple(data["image_std"])
-        return cls(**data)
+        for name in ("vision", "llm"):
+            if not isinstance(data.get(name), dict):
+                raise InputError(
+                    f"expected an object, got {data.get(name)!r}", where=path, field=name
+                )
+        for name in ("image_mean", "image_std"):
+            if name in data:
+                value = data[name]
+                if not (isinstance(value, list) and len(value) == 3):
+                    raise InputError(f"expected 3 numbers, got {value!r}", where=path, field=name)
+        try:
+            return cls(**data)
+        except InputError as err:
+            raise InputError(err.reason, where=path, field=err.field) from None
+        except (TypeError, ValueError) as err:
+            raise InputError(f"not a student config ({err})", where=path) from None
 
 
 def tiny_config(vocab_size: int, **overrides) -> StudentConfig:

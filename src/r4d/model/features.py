@@ -8,14 +8,17 @@ on pixels. A `Visual` is a cache entry's source, keyed by its path relative to t
 - a video's `frames` uniformly sampled frames (`r4d.io.video.sample_uniform`), key
   "<video>@<frames>";
 - a still image shown as the one frame of its "video" (time 0), key "<image>@1";
-- a SoM image, key "<image>".
+- a SoM image, key "<image>" (its tiles, `StudentProcessor.som_pixels`; the entry records
+  how many).
 The store (`r4d.io.shards`: checksummed float16 safetensors shards and one index per rank,
 resumable) holds per entry `features` (n_images, P, C), P = E_v's patches, C its width. Its
 header records E_v's identity (`vision_identity`: sha256 of the vision config and of E_v's
 parameters, and the feature layer) and how pixels were made (image size, mean, std, burnt-in
-time marks); per clip, its frame indices, timestamps, duration and fps (what the prompt and TPE
-need, so a cached example needs no video decode). A cache of another E_v, or of a clip
-sampled at other frames than this run's, is refused naming the clip.
+time marks; the resize filter and the SoM image's tiling, absent from caches made before r4d
+had them, which were all bilinear single tiles); per clip, its frame indices, timestamps,
+duration and fps (what the prompt and TPE need, so a cached example needs no video decode). A
+cache of another E_v, or of a clip sampled at other frames than this run's, is refused naming
+the clip.
 """
 
 from __future__ import annotations
@@ -104,6 +107,11 @@ def cache_header(student: R4DStudent) -> dict:
             "marks": "marks" in config.time_cues,
         },
         "shape": [config.patch_side**2, int(student.vision.config.hidden_size)],
+        "resize": {
+            "resample": config.resample,
+            "som": config.image_aspect_ratio,
+            "tiles": [config.min_tiles, config.max_tiles],
+        },
     }
 
 
@@ -141,7 +149,8 @@ class FeatureCache:
     def get(self, visual: Visual) -> torch.Tensor:
         """(n_images, P, C) float16 features of one visual, shape checked."""
         self._check(visual.key)
-        shape = [visual.images, *self.store.header["shape"]]
+        images = self.store.entries[visual.key].get("tiles", visual.images)
+        shape = [images, *self.store.header["shape"]]
         return self.store.get(visual.key, {FIELD: shape})[FIELD]
 
     def clip(self, visual: Visual) -> CachedClip:
@@ -186,7 +195,8 @@ class _VisualPixels(Dataset):
         image = _rgb(visual.path)
         if visual.still:
             return visual, processor.frame_pixels(image[None], [0.0]), {}
-        return visual, processor.pixels(image)[None], {}
+        tiles = processor.som_pixels(image)
+        return visual, tiles, {"tiles": len(tiles)}
 
 
 def _one(items: list):

@@ -7,8 +7,15 @@ Qwen2ForCausalLM folder with its tokenizer and chat template), `vision_tower/` (
 SiglipVisionModel folder with its `preprocessor_config.json`; weights carry the
 `vision_model.` key prefix of transformers 4) and `mm_projector/` (the projector's `layers.<i>.*`
 weights, `mm_projector_type: mlp_downsample_3x3_fix`). Weights are read with safetensors and
-nothing runs remote code. Tokens r4d's prompts need (`<vis>`, `<video>`, `<obj_N>`) are added to
-the tokenizer when missing, growing the embedding table.
+nothing runs remote code.
+
+A folder is evaluated as released: its tokenizer is used untouched (`<obj_N>` stays text; the
+visual slots are ids outside the vocabulary, `r4d.model.config.VISUAL_SLOT`, and the separator
+after each image is the tokenizer's own newline), and its images are made as its
+preprocessor_config.json and top config say: resized with the processor's `resample` filter
+(bicubic), the SoM image tiled when `image_aspect_ratio` is "dynamic" (between `min_tiles` and
+`max_tiles` tiles). New tokens appear only where a fine-tune asks for them: with region tokens
+on, `<obj_1>` ... `<obj_16>` are added to the tokenizer and the embedding table grows.
 
 VILA pins transformers 4.46, so what `save_nvila` writes is readable by it as well as by the
 transformers r4d runs on: the LLM's RoPE base under the v4 keys (`rope_theta`, `rope_scaling`)
@@ -31,12 +38,12 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, Qwen2ForCausalLM, SiglipVisionModel
 
 from r4d.errors import InputError
-from r4d.io.atomic import atomic_dir, write_text
-from r4d.model.config import StudentConfig
-from r4d.model.modeling import R4DStudent
+from r4d.io.atomic import atomic_dir, match_umask, write_text
+from r4d.model.config import ASPECT_RATIOS, RESAMPLE, VISUAL_SLOT, StudentConfig
+from r4d.model.modeling import R4DStudent, quiet_loading
 from r4d.model.processor import SYSTEM
 from r4d.model.projector import DownsampleProjector
-from r4d.model.tokenizer import IM_END, IM_START, PROMPT_TOKENS, REGION_TOKENS, VISUAL
+from r4d.model.tokenizer import IM_END, IM_START, REGION_TOKENS
 
 PROJECTOR_TYPE = "mlp_downsample_3x3_fix"  # r4d's E_p; what save_nvila writes
 PROJECTOR_TYPES = (PROJECTOR_TYPE, "mlp_downsample_3x3")  # what load_nvila reads
@@ -78,8 +85,6 @@ NVILA_LITE_FIELDS = {
     "interpolate_mode": "linear",
     "s2": False,
     "dynamic_s2": False,
-    "min_tiles": 1,
-    "max_tiles": 12,
     "num_time_tokens": 0,
     "image_encoder": json.dumps({"_target_": "llava.model.encoders.BasicImageEncoder"}),
     "video_encoder": json.dumps({"_target_": "llava.model.encoders.BasicVideoEncoder"}),
@@ -127,27 +132,31 @@ def load_nvila(
         )
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder / "llm"), trust_remote_code=False)
-    missing = [t for t in PROMPT_TOKENS if t not in tokenizer.get_vocab()]
-    if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing})
-    vision = _vision_tower(folder / "vision_tower", dtype)
-    llm = Qwen2ForCausalLM.from_pretrained(str(folder / "llm"), dtype=dtype)
+    if region_tokens:  # a fine-tune that asks for <obj_N> tokens (the only tokens r4d adds)
+        missing = [t for t in REGION_TOKENS if t not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing})
+    with quiet_loading():
+        vision = _vision_tower(folder / "vision_tower", dtype)
+        llm = Qwen2ForCausalLM.from_pretrained(str(folder / "llm"), dtype=dtype)
     if len(tokenizer) > llm.get_input_embeddings().num_embeddings:
         llm.resize_token_embeddings(len(tokenizer))
 
     vision_cfg = {k: v for k, v in vision.config.to_diff_dict().items() if k not in _DROP}
     llm_cfg = {k: v for k, v in llm.config.to_diff_dict().items() if k not in _DROP}
     llm_cfg["vocab_size"] = llm.get_input_embeddings().num_embeddings
+    vocab = tokenizer.get_vocab()
     config = StudentConfig(
         vision=vision_cfg,
         llm=llm_cfg,
         feature_layer=int(top.get("mm_vision_select_layer", -2)),
-        **_normalisation(folder / "vision_tower"),
+        **_preprocessing(folder / "vision_tower"),
+        **_tiling(top, folder / "config.json"),
         time_cues=list(time_cues),
         region_tokens=region_tokens,
-        visual_token_id=tokenizer.convert_tokens_to_ids(VISUAL),
+        visual_token_id=VISUAL_SLOT,
         separator_token_id=tokenizer.encode("\n", add_special_tokens=False)[0],
-        region_token_ids=tokenizer.convert_tokens_to_ids(REGION_TOKENS),
+        region_token_ids=[vocab[t] for t in REGION_TOKENS if t in vocab],
     )
     projector = DownsampleProjector(vision.config.hidden_size, llm.config.hidden_size)
     state = _weights(folder / "mm_projector")
@@ -185,14 +194,45 @@ def _vision_tower(folder: Path, dtype: torch.dtype) -> SiglipVisionModel:
     return vision
 
 
-def _normalisation(folder: Path) -> dict:
-    """image_mean / image_std from the tower's preprocessor_config.json, when it has one."""
+def _preprocessing(folder: Path) -> dict:
+    """image_mean / image_std and the resize filter from the tower's preprocessor_config.json,
+    when it has one (SiglipImageProcessor's default filter is bicubic)."""
     path = folder / "preprocessor_config.json"
     if not path.is_file():
-        return {}
+        return {"resample": "bicubic"}
     processor = _json(path)
-    keys = [k for k in ("image_mean", "image_std") if k in processor]
-    return {k: tuple(float(x) for x in processor[k]) for k in keys}
+    out = {
+        k: tuple(float(x) for x in processor[k])
+        for k in ("image_mean", "image_std")
+        if k in processor
+    }
+    filters = {number: name for name, number in RESAMPLE.items()}
+    number = processor.get("resample", RESAMPLE["bicubic"])
+    if number not in filters:
+        raise InputError(
+            f"resample {number!r}; r4d reads {sorted(filters)} ({', '.join(filters.values())})",
+            where=path,
+            field="resample",
+        )
+    out["resample"] = filters[number]
+    return out
+
+
+def _tiling(top: dict, path: Path) -> dict:
+    """How the SoM image is made, from the top config: VILA's `image_aspect_ratio` ("dynamic":
+    NVILA-Lite's tiles, "resize": one tile) and its tile counts."""
+    aspect = top.get("image_aspect_ratio", "resize")
+    if aspect not in ASPECT_RATIOS:
+        raise InputError(
+            f"image_aspect_ratio {aspect!r}; r4d reads {ASPECT_RATIOS}",
+            where=path,
+            field="image_aspect_ratio",
+        )
+    return {
+        "image_aspect_ratio": aspect,
+        "min_tiles": int(top.get("min_tiles", 1)),
+        "max_tiles": int(top.get("max_tiles", 12)),
+    }
 
 
 def _assemble(config: StudentConfig, vision, projector, llm) -> R4DStudent:
@@ -208,12 +248,12 @@ def save_nvila(
     tokenizer,
     folder: str | Path,
     num_video_frames: int = 16,
-    image_aspect_ratio: str = "dynamic",
 ) -> None:
     """Write a student as an NVILA-Lite folder that VILA (transformers 4.46) and `load_nvila`
-    both load. `num_video_frames`: frames VILA samples per video (the paper's 16);
-    `image_aspect_ratio`: NVILA-Lite's "dynamic" tiling of still images ("resize" for one
-    square tile, as r4d's processor does)."""
+    both load. `num_video_frames`: frames VILA samples per video (the paper's 16). How images
+    are made comes from the student's config: `image_aspect_ratio` ("dynamic": NVILA-Lite's
+    tiling of still images, "resize": one square tile), `min_tiles` / `max_tiles`, and the
+    resize filter in the tower's preprocessor_config.json."""
     if model.config.fusion != "none":
         raise InputError(
             f"a {model.config.fusion!r} fusion student needs the teacher's F_4D at inference; "
@@ -236,9 +276,11 @@ def save_nvila(
             "mm_hidden_size": model.config.vision["hidden_size"],
             "mm_vision_select_layer": model.config.feature_layer,
             "mm_projector_type": PROJECTOR_TYPE,
-            "image_aspect_ratio": image_aspect_ratio,
             "num_video_frames": num_video_frames,
             **NVILA_LITE_FIELDS,
+            "image_aspect_ratio": model.config.image_aspect_ratio,
+            "min_tiles": model.config.min_tiles,
+            "max_tiles": model.config.max_tiles,
             "use_time_pe": model.config.tpe,  # 4D-RGPT's flag; plain VILA ignores it
         }
         write_text(tmp / "config.json", json.dumps(top, indent=1) + "\n")
@@ -290,12 +332,13 @@ def _save_vision(model: R4DStudent, folder: Path) -> dict:
     write_text(folder / "config.json", json.dumps(cfg, indent=1) + "\n")
     state = {f"vision_model.{k}": v.contiguous() for k, v in vision.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    match_umask(folder / "model.safetensors")  # safetensors writes 0600
     size = model.config.image_size
     processor = {
         "image_processor_type": "SiglipImageProcessor",
         "do_resize": True,
         "size": {"height": size, "width": size},
-        "resample": 3,  # PIL bicubic
+        "resample": RESAMPLE[model.config.resample],  # PIL's filter number
         "do_rescale": True,
         "rescale_factor": 1 / 255,
         "do_normalize": True,
@@ -320,4 +363,5 @@ def _save_projector(projector, folder: Path) -> dict:
     write_text(folder / "config.json", json.dumps(cfg, indent=1) + "\n")
     state = {k: v.contiguous() for k, v in projector.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    match_umask(folder / "model.safetensors")  # safetensors writes 0600
     return cfg

@@ -11,8 +11,9 @@ the student is built from a preset), `checkpoints/step-N/` (`r4d.train.loop`), `
   folder made by another (naming the fields, both values), also a folder from before manifests
   whose train_config.json differs.
 
-- `load_student(path)`: a student folder of either kind, an r4d one (`R4DStudent`) or an
-  NVILA-Lite checkpoint; the one place that tells them apart.
+- `load_student(path)`: a student folder of either kind, an r4d one (`R4DStudent`, a
+  transformers model folder) or an NVILA-Lite checkpoint (its tokenizer untouched); the one
+  place that tells them apart.
 - `build_model(config, sources, out)`: the P4D model a config asks for: the student (built or
   loaded; a 4D-Concat / 4D-PE recipe adds its fusion layer), D_4DP, and the teacher's frozen
   heads D_m (E_4D is never loaded: F_4D comes from the cache).
@@ -26,12 +27,11 @@ import json
 from pathlib import Path
 
 from peft import LoraConfig, get_peft_model
-from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from r4d.errors import InputError
 from r4d.io.manifest import Identity, check, differences, file_identity, folder_identity, refusal
-from r4d.io.weights import load_strict
+from r4d.io.weights import load_strict, read_weights
 from r4d.model import build_student
 from r4d.model.modeling import R4DStudent
 from r4d.model.nvila import load_nvila
@@ -129,7 +129,10 @@ def load_student(path: str | Path, time_cues=None, region_tokens: bool | None = 
         raise InputError("no such student folder", where=path)
     if is_nvila_folder(path):
         return load_nvila(path, time_cues or (), bool(region_tokens))
-    student, tokenizer = R4DStudent.from_pretrained(path)
+    student = R4DStudent.from_pretrained(path)
+    tokenizer = (
+        AutoTokenizer.from_pretrained(str(path)) if (path / "tokenizer.json").is_file() else None
+    )
     if time_cues is not None:
         student.config.time_cues = list(time_cues)
     if region_tokens is not None:
@@ -217,5 +220,5 @@ def load_run(run: str | Path, checkpoint: str | Path | None = None):
     sources = [load_source(s) for s in config.data] if not (run / "tokenizer").is_dir() else []
     model, _, tokenizer = build_model(config, sources, run)
     apply_trainable(model, config.trainable, config.lora)
-    load_strict(model, load_file(str(checkpoint / "model.safetensors")), checkpoint)
+    load_strict(model, read_weights(checkpoint / "model.safetensors"), checkpoint)
     return model, tokenizer, config
