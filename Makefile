@@ -1,18 +1,21 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
-# The set-up is idempotent: it (re)installs only when pyproject.toml changes.
+# The set-up is idempotent: it (re)installs only when pyproject.toml or this Makefile changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.r4d-installed
+# torch with a torchvision that imports beside it (transformers' video processors need one);
+# on x86_64 pip takes both from this machine's disk (a CUDA build that also runs on a CPU).
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= runs/demo
 
 .PHONY: setup demo test lint format clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

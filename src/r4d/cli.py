@@ -35,6 +35,15 @@ def _one_of(*choices: str):
     return check
 
 
+def _device(value: str) -> str:
+    """A callback that refuses a device torch does not name (auto, cpu, cuda, cuda:N, mps)."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r} is not auto, cpu, cuda, cuda:N or mps")
+    return value
+
+
 HEIGHT = typer.Option(128, help="Image height in pixels (even).")
 WIDTH = typer.Option(128, help="Image width in pixels (even).")
 FRAMES = typer.Option(16, "--frames", help="Uniformly sampled frames that get exact signals.")
@@ -140,7 +149,8 @@ def world_build(
     frames: int = FRAMES,
     sheets: bool = typer.Option(False, help="Also write a contact sheet per scene."),
 ) -> None:
-    """Write many scenes in parallel; a rerun skips finished scenes."""
+    """Write many scenes in parallel; a rerun checks finished scenes against world.json (sizes,
+    sha256) and rebuilds missing or damaged ones."""
     import time
 
     from r4d.world.files import build_world
@@ -391,9 +401,10 @@ def eval_command(
         0, min=0, help="Frames per video (0: the benchmark's official number)."
     ),
     mode: str = typer.Option(
-        "score",
-        callback=_one_of("score", "generate"),
-        help="r4d students: score options or generate.",
+        "",
+        callback=_one_of("", "score", "generate"),
+        help="r4d students / NVILA folders: score options or generate (default: generate for "
+        "an NVILA folder, as released; score for an r4d student).",
     ),
     prompt: str = typer.Option("official", help="Prompt variant (official, 4d-rgpt, ...)."),
     fallback: str = typer.Option(
@@ -418,6 +429,25 @@ def eval_command(
     timeout: float = TIMEOUT,
     image_detail: str = IMAGE_DETAIL,
     max_image_side: int = MAX_IMAGE_SIDE,
+    device: str = typer.Option(
+        "auto",
+        callback=_device,
+        help="hf: where the model runs: auto (cuda when a GPU is visible, else cpu), cpu, "
+        "cuda, cuda:N or mps.",
+    ),
+    dtype: str = typer.Option(
+        "auto",
+        callback=_one_of("auto", "float32", "bfloat16", "float16"),
+        help="hf: the weights' dtype: auto (bfloat16 on a GPU, float16 on one without bf16, "
+        "float32 on a CPU), float32, bfloat16 or float16. Recorded with the run.",
+    ),
+    device_map: str = typer.Option(
+        "",
+        callback=_one_of("", "auto", "balanced", "balanced_low_0", "sequential"),
+        help="hf: spread a model too large for one GPU over the GPUs (then the CPU) with "
+        "accelerate: auto, balanced, balanced_low_0 or sequential; leave --device at auto. "
+        "Default: none, the whole model on --device.",
+    ),
     overwrite: bool = typer.Option(
         False, help="Delete the run folder's previous results and start fresh."
     ),
@@ -432,7 +462,7 @@ def eval_command(
     when the folder holds another model, benchmark file or protocol) and retries failed items."""
     from dataclasses import replace
 
-    from r4d.eval.adapters import OpenAIJudge
+    from r4d.eval.adapters import HFOptions, OpenAIJudge
     from r4d.eval.benchmarks import get_benchmark
     from r4d.eval.run import evaluate
     from r4d.eval.spec import EVAL_KINDS, adapter_from_spec, model_identity, parse_spec
@@ -449,12 +479,13 @@ def eval_command(
     )
     api = _api(api_key, concurrency, max_retries, timeout, image_detail, max_image_side)
     spec = parse_spec(model, EVAL_KINDS)
-    adapter = adapter_from_spec(spec, mode, cache, api)
+    hf = HFOptions(device, dtype, device_map or None)
+    adapter = adapter_from_spec(spec, mode or None, cache, api, hf)
     reader = None
     if judge:
         judged = parse_spec(judge, ("openai",), field="judge")
         reader = OpenAIJudge(judged.url, judged.name, api)
-    identity = model_identity(spec, mode, cache)
+    identity = model_identity(spec, mode or None, cache, hf)
     summary = evaluate(
         adapter,
         benchmark,

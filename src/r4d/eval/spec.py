@@ -3,7 +3,8 @@
 - `random`, `oracle`: the baselines; `scripted`: curation's rule-based VLM;
 - `openai:<model>@<base url>`: an OpenAI-compatible server (the url defaults to a local vLLM,
   `DEFAULT_OPENAI_URL`);
-- `hf:<folder>`: a transformers image-text-to-text model;
+- `hf:<folder>`: a transformers image-text-to-text model (`adapters.HFOptions`: device, dtype,
+  device_map);
 - anything else: an r4d student or NVILA-Lite folder.
 
 `model_identity` is what a spec evaluates, for a run's manifest: a folder by its files' sha256
@@ -18,6 +19,7 @@ from pathlib import Path
 from r4d.errors import InputError
 from r4d.eval import adapters
 from r4d.io.manifest import Identity, folder_identity
+from r4d.train.run import is_nvila_folder
 
 DEFAULT_OPENAI_URL = "http://127.0.0.1:8000/v1"
 NAMED = ("random", "oracle", "scripted")
@@ -69,17 +71,33 @@ def parse_spec(text: str, allowed: tuple[str, ...] = KINDS, field: str = "model"
 
 
 EVAL_KINDS = ("random", "oracle", "openai", "hf", "folder")
+MODES = ("score", "generate")
+
+
+def answer_mode(spec: ModelSpec, mode: str | None = None) -> str | None:
+    """How an r4d student or NVILA folder answers: `mode` when given (score / generate), else
+    the benchmark's generate-and-extract protocol for an NVILA-Lite folder (evaluated as
+    released) and option scoring for an r4d student. None for the other kinds (they generate)."""
+    if spec.kind != "folder":
+        return None
+    if mode is None:
+        return "generate" if is_nvila_folder(spec.name) else "score"
+    if mode not in MODES:
+        raise InputError(f"mode is score or generate, got {mode!r}", field="mode")
+    return mode
 
 
 def adapter_from_spec(
     spec: ModelSpec | str,
-    mode: str = "score",
+    mode: str | None = None,
     cache: str | Path | None = None,
     api: adapters.APIOptions | None = None,
+    hf: adapters.HFOptions | None = None,
 ):
-    """The evaluation adapter a spec names. `mode` (score / generate) and `cache` (a teacher
-    cache folder, for 4D-Concat / 4D-PE students) apply to r4d students only, `api` (key,
-    concurrency, retries, images) to served models only."""
+    """The evaluation adapter a spec names. `mode` (score / generate, default `answer_mode`'s)
+    and `cache` (a teacher cache folder, for 4D-Concat / 4D-PE students) apply to r4d students
+    and NVILA folders only, `api` (key, concurrency, retries, images) to served models only,
+    `hf` (device, dtype, device_map) to transformers models only."""
     if isinstance(spec, str):
         spec = parse_spec(spec, EVAL_KINDS)
     if spec.kind == "random":
@@ -91,20 +109,22 @@ def adapter_from_spec(
     if spec.kind in ("hf", "folder") and not Path(spec.name).is_dir():
         raise InputError("no such model folder", where=spec.name, field="model")
     if spec.kind == "hf":
-        return adapters.HFAdapter(spec.name)
+        return adapters.HFAdapter(spec.name, options=hf)
     if spec.kind == "folder":
-        if mode not in ("score", "generate"):
-            raise InputError(f"mode is score or generate, got {mode!r}", field="mode")
-        return adapters.R4DAdapter(spec.name, mode, cache=cache)
+        return adapters.R4DAdapter(spec.name, answer_mode(spec, mode), cache=cache)
     raise InputError(f"{spec} cannot be evaluated; one of {', '.join(EVAL_KINDS)}", field="model")
 
 
 def model_identity(
-    spec: ModelSpec | str, mode: str = "score", cache: str | Path | None = None
+    spec: ModelSpec | str,
+    mode: str | None = None,
+    cache: str | Path | None = None,
+    hf: adapters.HFOptions | None = None,
 ) -> Identity:
-    """What `adapter_from_spec(spec, mode, cache)` evaluates: the kind and, for a folder, every
-    file's sha256 and (r4d students) the mode and the teacher cache's index; for a served model
-    its name. Paths and urls are recorded only: the same model elsewhere is the same model."""
+    """What `adapter_from_spec(spec, mode, cache, hf=hf)` evaluates: the kind and, for a
+    folder, every file's sha256 and (r4d students) the mode and the teacher cache's index,
+    (transformers models) the dtype it runs in; for a served model its name. Paths, urls, the
+    device and the device_map are recorded only: the same model elsewhere is the same model."""
     if isinstance(spec, str):
         spec = parse_spec(spec, EVAL_KINDS)
     if spec.kind in NAMED:
@@ -114,7 +134,11 @@ def model_identity(
     compared = {"kind": spec.kind, "files": folder_identity(spec.name)}
     recorded = {"path": spec.name}
     if spec.kind == "folder":
-        compared["mode"] = mode
+        compared["mode"] = answer_mode(spec, mode)
         compared["cache"] = folder_identity(cache, "index-r*.json") if cache else None
         recorded["cache"] = None if cache is None else str(cache)
+    if spec.kind == "hf":
+        hf = hf or adapters.HFOptions()
+        device, compared["dtype"] = hf.resolved()
+        recorded.update(device=device, device_map=hf.device_map)
     return Identity(compared, recorded)
