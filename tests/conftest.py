@@ -56,3 +56,30 @@ def teacher_parts(small_world, tmp_path_factory):
     build_cache("oracle", clips, root / "oracle", progress=False)
     build_cache(teacher, clips, root / "cache", progress=False)
     return root
+
+
+QUESTION = "Which way does <obj_1> move?"  # what `student_and_video`'s tokenizer has read
+OPTIONS = ["left", "right", "not moving"]
+
+
+@pytest.fixture(scope="session")
+def student_and_video(tmp_path_factory):
+    """A tiny r4d student folder with region tokens (its tokenizer trained on QUESTION and
+    OPTIONS) and a 20-frame 32x32 mp4, for `r4d ask`."""
+    import numpy as np
+
+    from r4d.io.video import write_video
+    from r4d.model import build_student
+    from r4d.model.answer import option_text
+    from r4d.model.tokenizer import train_tokenizer
+
+    folder = tmp_path_factory.mktemp("ask")
+    texts = [QUESTION, *(option_text(i, o) for i, o in enumerate(OPTIONS))]
+    texts += ["Options:\nAnswer with only the letter of the correct option. You are a helpful"]
+    tokenizer = train_tokenizer(texts * 20, vocab_size=600)
+    build_student("tiny", tokenizer, region_tokens=True).save_pretrained(
+        folder / "student", tokenizer
+    )
+    frames = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    write_video(folder / "clip.mp4", list(frames), fps=10)
+    return folder / "student", folder / "clip.mp4"

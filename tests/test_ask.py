@@ -6,29 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import OPTIONS, QUESTION
 from r4d.ask import ask, box_masks, parse_region
 from r4d.errors import InputError
-from r4d.io.video import write_video
-from r4d.model import build_student
 from r4d.model.answer import option_text
-from r4d.model.tokenizer import train_tokenizer
-
-QUESTION = "Which way does <obj_1> move?"
-OPTIONS = ["left", "right", "not moving"]
-
-
-@pytest.fixture(scope="module")
-def student_and_video(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ask")
-    texts = [QUESTION, *(option_text(i, o) for i, o in enumerate(OPTIONS))]
-    texts += ["Options:\nAnswer with only the letter of the correct option. You are a helpful"]
-    tokenizer = train_tokenizer(texts * 20, vocab_size=600)
-    build_student("tiny", tokenizer, region_tokens=True).save_pretrained(
-        folder / "student", tokenizer
-    )
-    frames = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
-    write_video(folder / "clip.mp4", list(frames), fps=10)
-    return folder / "student", folder / "clip.mp4"
 
 
 def test_parse_region_reads_pixel_boxes_and_names_the_field_when_wrong():

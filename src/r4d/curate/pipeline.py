@@ -236,20 +236,19 @@ class Curation:
         return before is None or self.path(before, item).is_file()
 
     def _reviews(self) -> dict:
+        """The reviewed export's verdicts; one for an item this curation lacks is refused."""
         if self.reviewed is None:
             return {}
-        try:
-            tasks = json.loads(Path(self.reviewed).read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        reviews = labelstudio.read_reviews(self.reviewed)
+        unknown = sorted(set(reviews) - {i.id for i in self.items})
+        if unknown:
             raise InputError(
-                f"cannot read the reviewed tasks ({err})", where=self.reviewed
-            ) from None
-        out = {}
-        for t in tasks:
-            verdict = labelstudio.read_review(t)
-            if verdict is not None:
-                out[t["data"]["item_id"]] = verdict
-        return out
+                f"reviews {len(unknown)} item(s) this curation's source lacks, e.g. "
+                f"{unknown[0]!r} (an export of another project?)",
+                where=self.reviewed,
+                field="data.item_id",
+            )
+        return reviews
 
     def _export_tasks(self) -> None:
         tasks = []

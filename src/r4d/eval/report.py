@@ -1,5 +1,11 @@
 """Runs side by side: one markdown table per benchmark, a row per run (its model, its folder
-and how many of its items failed, when any did)."""
+and how many of its items failed, when any did).
+
+Each run folder is checked first (`read_run`): its summary.json must be a JSON object with the
+fields a table reads, of a known benchmark, and its samples.jsonl (when there) one JSON object
+per line covering at least the items the summary counts. Anything else is an InputError naming
+the file, the key or line, and what was expected.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,90 @@ from r4d.eval.benchmarks import get_benchmark
 from r4d.eval.run import table
 
 
+def _require(data: dict, key: str, kind: type | tuple, path: Path, prefix: str = "") -> object:
+    value = data.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+        got = "missing" if key not in data else f"got {value!r}"
+        raise InputError(f"expected {names}, {got}", where=path, field=prefix + key)
+    return value
+
+
+def read_samples(path: Path) -> set[str]:
+    """The item ids samples.jsonl logs; a line that is not a JSON object with an id (one cut
+    short by a kill included) is refused, naming its number."""
+    ids = set()
+    with open(path, "rb") as lines:
+        for n, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                cut = "" if raw.endswith(b"\n") else " (cut short: the run was interrupted)"
+                raise InputError(
+                    f"not a JSON row ({err}){cut}; rerun `r4d eval` on this folder",
+                    where=f"{path} line {n}",
+                ) from None
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                raise InputError("expected a JSON object with an id", where=f"{path} line {n}")
+            ids.add(row["id"])
+    return ids
+
+
+def read_run(run: str | Path) -> dict:
+    """A run folder's summary, checked (see the module's docstring)."""
+    run = Path(run)
+    if not run.is_dir():
+        raise InputError("no such run folder", where=run)
+    path = run / "summary.json"
+    if not path.is_file():
+        raise InputError("no summary.json: not an evaluation run", where=run)
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"not valid JSON ({err})", where=path) from None
+    if not isinstance(summary, dict):
+        raise InputError(f"expected a JSON object, got {type(summary).__name__}", where=path)
+    _require(summary, "model", str, path)
+    protocol = _require(summary, "protocol", dict, path)
+    name = _require(protocol, "benchmark", str, path, "protocol.")
+    _require(protocol, "frames", int, path, "protocol.")
+    _require(protocol, "prompt", str, path, "protocol.")
+    try:
+        bench = get_benchmark(name)
+    except InputError as err:
+        raise InputError(err.reason, where=path, field="protocol.benchmark") from None
+    results = _require(_require(summary, "results", dict, path), name, dict, path, "results.")
+    _require(results, f"{name}_{bench.metric},none", (int, float), path, f"results.{name}.")
+    categories = _require(summary, "categories", dict, path)
+    for category, count in categories.items():
+        _require(categories, category, int, path, "categories.")
+        if f"{name}_{bench.metric}_{category},none" not in results:
+            raise InputError(
+                f"category {category!r} ({count} items) has no result",
+                where=path,
+                field=f"results.{name}",
+            )
+    counted = _require(_require(summary, "n_samples", dict, path), name, int, path, "n_samples.")
+    if "failed" in summary:
+        _require(summary, "failed", int, path)
+    samples = run / "samples.jsonl"
+    if samples.is_file():
+        logged = len(read_samples(samples))
+        if logged < counted:
+            raise InputError(
+                f"logs {logged} items, its summary.json counts {counted}: the files are of "
+                "different runs; rerun `r4d eval` on this folder",
+                where=samples,
+            )
+    return summary
+
+
 def side_by_side(runs: list[Path]) -> str:
     by_bench: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
-        path = Path(run) / "summary.json"
-        if not path.is_file():
-            raise InputError("no summary.json: not an evaluation run", where=run)
-        summary = json.loads(path.read_text())
+        summary = read_run(run)
         failed = f", {summary['failed']} failed" if summary.get("failed") else ""
         summary["model"] = f"{summary['model']} ({Path(run).name}{failed})"
         by_bench[summary["protocol"]["benchmark"]].append(summary)

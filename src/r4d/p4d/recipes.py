@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from r4d.errors import InputError
+from r4d.model.config import FUSIONS
 
 MODALITIES = ("depth", "flow", "motion", "camray")
 
@@ -71,6 +72,15 @@ OFFICIAL = P4DRecipe(
     beta=1.0,
 )
 RECIPES = {"paper": PAPER, "official": OFFICIAL}
+# The values each named field may take.
+CHOICES = {
+    "decoder": ("mlp", "linear"),
+    "time_reduce": ("stride", "mean"),
+    "ld_distance": ("smooth_l1", "mse"),
+    "ed_distance": ("smooth_l1", "mse"),
+    "depth_space": ("metres", "log"),
+    "fusion": FUSIONS,
+}
 
 # The comparison rows of Tab. 4 and Tab. 5 as edits of a base recipe.
 VARIANTS = {
@@ -102,6 +112,13 @@ def recipe(name: str = "paper", variant: str = "p4d", **overrides) -> P4DRecipe:
     bad = sorted(set(out.modalities) - set(MODALITIES))
     if bad:
         raise InputError(f"unknown modality {bad[0]!r}", field="modalities")
+    for name, known in CHOICES.items():
+        if getattr(out, name) not in known:
+            value = getattr(out, name)
+            raise InputError(f"unknown {name} {value!r}; known: {', '.join(known)}", field=name)
+    unweighted = [m for m in out.modalities if m not in out.lambdas]
+    if unweighted:
+        raise InputError(f"no lambda for modality {unweighted[0]!r}", field="lambdas")
     return out
 
 

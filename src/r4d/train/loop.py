@@ -12,7 +12,9 @@ the `InputError` instead of raising it in the worker, and `fit` raises it as its
 Checkpoints: `OUT/checkpoints/step-<N>/`, written whole under a temporary name and renamed,
 holding `Accelerator.save_state` (weights, optimiser, schedule, every process's random
 generators) and `trainer.json` (the step); the last `keep` are kept. A rerun resumes from the
-latest and ends with the same weights as an uninterrupted run. Logs: `OUT/log.jsonl` (rows
+latest and ends with the same weights as an uninterrupted run; `resume` refuses a checkpoint
+with weights of another model shape or a damaged file (random states included, which
+Accelerate would skip), naming it. Logs: `OUT/log.jsonl` (rows
 after the resumed step, from a run killed between checkpoints, are dropped on resume) and
 TensorBoard scalars under `OUT/tb`.
 """
@@ -20,24 +22,33 @@ TensorBoard scalars under `OUT/tb`.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from pickle import UnpicklingError
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs
+from accelerate.utils import (
+    DistributedDataParallelKwargs,
+    DistributedType,
+    get_torch_accelerator_backend,
+)
+from accelerate.utils import load as accelerate_load
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from r4d.errors import InputError
 from r4d.io.atomic import match_umask, write_text
+from r4d.io.weights import check_shapes, weight_shapes
 
 CHECKPOINTS = "checkpoints"
+SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
 @dataclass
@@ -101,7 +112,9 @@ def make_accelerator(precision: str = "auto", grad_accum: int = 1) -> Accelerato
 
 def latest_checkpoint(out: str | Path) -> Path | None:
     done = sorted(
-        p for p in (Path(out) / CHECKPOINTS).glob("step-*") if (p / "trainer.json").is_file()
+        p
+        for p in (Path(out) / CHECKPOINTS).glob("step-*")
+        if p.suffix != ".tmp" and (p / "trainer.json").is_file()
     )
     return done[-1] if done else None
 
@@ -124,6 +137,81 @@ def save_checkpoint(accelerator: Accelerator, out: Path, step: int, keep: int) -
         for old in done[:-keep]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
+
+
+def checkpoint_step(folder: Path) -> int:
+    """The step a checkpoint was written at, from its trainer.json."""
+    path = folder / "trainer.json"
+    try:
+        step = json.loads(path.read_text()).get("step")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        raise InputError(f"not a checkpoint's trainer.json ({err})", where=path) from None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise InputError(f"expected a step >= 0, got {step!r}", where=path, field="step")
+    return step
+
+
+def restore_random_states(path: Path) -> None:
+    """Set this process's generators (Python, NumPy, torch, the accelerator's) from an
+    Accelerate `random_states_<rank>.pkl`, read with torch's weights-only unpickler (Accelerate's
+    `load`: tensors, arrays and plain containers; a file naming any other object is refused, so
+    no code in it runs). A missing, truncated, tampered or foreign file is an InputError naming
+    it: Accelerate itself skips random states it cannot restore, and the resumed run would then
+    quietly differ from an uninterrupted one."""
+    if not path.is_file():
+        raise InputError("missing: the checkpoint is incomplete", where=path)
+    try:
+        states = accelerate_load(path)
+        random.setstate(states["random_state"])
+        np.random.set_state(states["numpy_random_seed"])  # noqa: NPY002 (what Accelerate saves)
+        torch.set_rng_state(states["torch_manual_seed"])
+        device_type, _ = get_torch_accelerator_backend()
+        key = f"torch_{device_type}_manual_seed"
+        if device_type is not None and key in states:
+            device = torch.get_device_module(device_type)
+            value = states[key]
+            if isinstance(value, list | tuple):
+                device.set_rng_state_all(value)
+            else:
+                device.set_rng_state(value)
+    except Exception as err:  # an unpickler's or a setter's, whatever the damage
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise InputError(
+            f"cannot restore the random generators from it ({type(err).__name__}: {reason}); "
+            "the checkpoint is damaged: delete its folder to resume from an earlier one",
+            where=path,
+        ) from None
+
+
+def resume(accelerator: Accelerator, model: torch.nn.Module, folder: Path) -> int:
+    """Restore checkpoint `folder` into the prepared model, optimiser and schedule and this
+    process's random generators; returns its step. Weights of another model shape, or a file
+    Accelerate cannot read, are an InputError naming the file (or the folder)."""
+    step = checkpoint_step(folder)
+    weights = folder / "model.safetensors"  # FSDP and DeepSpeed write their own formats
+    if weights.is_file() and accelerator.distributed_type not in SHARDED:
+        check_shapes(model, weight_shapes(weights), weights)  # the keys as prepared (DDP's too)
+    try:  # each process reads its own file: all stop if one is damaged, none waits for it
+        restore_random_states(folder / f"random_states_{accelerator.process_index}.pkl")
+        damaged = None
+    except InputError as err:
+        damaged = err
+    flag = torch.tensor([float(damaged is not None)], device=accelerator.device)
+    if damaged is not None:
+        accelerator.reduce(flag, "sum")
+        raise damaged
+    if accelerator.reduce(flag, "sum").item() > 0:
+        raise InputError("another process's random states are damaged", where=folder)
+    try:
+        accelerator.load_state(str(folder))
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, UnpicklingError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise InputError(
+            f"cannot resume from this checkpoint ({type(err).__name__}: {reason}); delete its "
+            "folder to resume from an earlier one",
+            where=folder,
+        ) from None
+    return step
 
 
 class Logger:
@@ -195,11 +283,12 @@ def fit(
     out = Path(out)
     trainable = [p for p in model.parameters() if p.requires_grad]
     model, optimiser, schedule = accelerator.prepare(model, optimiser, schedule)
-    step = 0
+    if accelerator.is_main_process:  # a killed run's checkpoints, not yet renamed into place
+        for stale in (out / CHECKPOINTS).glob("step-*.tmp"):
+            shutil.rmtree(stale)
+    accelerator.wait_for_everyone()
     latest = latest_checkpoint(out)
-    if latest is not None:
-        accelerator.load_state(str(latest))
-        step = json.loads((latest / "trainer.json").read_text())["step"]
+    step = 0 if latest is None else resume(accelerator, model, latest)
     last = min(settings.steps, stop_at or settings.steps)
     sampler = StepSampler(
         draw, settings, step, accelerator.process_index, accelerator.num_processes
@@ -211,6 +300,9 @@ def fit(
         num_workers=settings.workers,
         pin_memory=accelerator.device.type == "cuda",
         persistent_workers=False,
+        # Its own generator for the workers' seeds: drawn from torch's, it would leave a resumed
+        # run's random states one draw past an uninterrupted run's.
+        generator=torch.Generator().manual_seed(settings.seed),
     )
     logger = Logger(out, accelerator.is_main_process, step)
     bar = tqdm(
