@@ -81,3 +81,18 @@ def test_checkpoints_follow_the_umask(tmp_path):
     assert np.all(
         [stat.S_IMODE(p.stat().st_mode) == 0o755 for p in tmp_path.rglob("*") if p.is_dir()]
     )
+
+
+def test_every_weight_and_signal_file_follows_the_umask(
+    small_world, teacher_parts, student_and_video
+):
+    """safetensors writes its files 0600; r4d's scenes, teacher, caches and students are 0644
+    under the usual umask (the suite runs under 0022), as a plain open would make them."""
+    folders = [small_world, teacher_parts, student_and_video[0]]
+    files = [p for f in folders for p in f.rglob("*.safetensors")]
+    assert {"signals.safetensors", "model.safetensors"} <= {p.name for p in files}
+    assert {
+        p.name: stat.S_IMODE(p.stat().st_mode)
+        for p in files
+        if stat.S_IMODE(p.stat().st_mode) != 0o644
+    } == {}

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from r4d.cli import app
+from r4d.errors import InputError
 from r4d.io.video import probe, read_frames
 from r4d.world import Scene, sample_scene
 from r4d.world.files import RenderSettings, build_world, load_signals, write_scene
@@ -60,9 +61,66 @@ def test_build_skips_finished_scenes_and_cleans_temporaries(tmp_path):
     assert all(_complete(f) for f in again)
     assert {f.name: (f / "video.mp4").stat().st_mtime_ns for f in again[:3]} == stamps
     index = json.loads((tmp_path / "world.json").read_text())
-    assert index["scenes"] == [f.name for f in again]
+    assert list(index["scenes"]) == [f.name for f in again]
     with pytest.raises(Exception, match="use another output folder"):
         build_world(tmp_path, 1, settings=RenderSettings(height=64, width=64), progress=False)
+
+
+def _contents(world: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(world)): p.read_bytes() for p in world.rglob("*") if p.is_file()}
+
+
+def test_a_damaged_or_unrecorded_scene_is_rebuilt_as_it_was(tmp_path, capsys):
+    folders = build_world(tmp_path, 4, seed=20, settings=SMALL, progress=False)
+    before = _contents(tmp_path)
+    index = json.loads((tmp_path / "world.json").read_text())
+    assert set(index["scenes"][folders[0].name]) == {
+        "scene.json",
+        "video.mp4",
+        "signals.safetensors",
+    }
+    assert index["scenes"][folders[0].name]["video.mp4"]["bytes"] == len(
+        before[f"{folders[0].name}/video.mp4"]
+    )
+    signals = folders[1] / "signals.safetensors"
+    signals.write_bytes(signals.read_bytes()[:-100])  # truncated
+    video = folders[2] / "video.mp4"
+    data = bytearray(video.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # damaged, same size
+    video.write_bytes(bytes(data))
+    del index["scenes"][folders[3].name]  # a build killed before recording it
+    (tmp_path / "world.json").write_text(json.dumps(index))
+    kept = (folders[0] / "video.mp4").stat().st_mtime_ns
+    capsys.readouterr()
+    build_world(tmp_path, 4, seed=20, settings=SMALL, progress=False)
+    err = capsys.readouterr().err
+    assert f"{folders[1]}: signals.safetensors is {signals.stat().st_size - 100} bytes" in err
+    assert f"{folders[2]}: video.mp4 has another sha256 than world.json records" in err
+    assert f"{folders[3]}: not in world.json" in err
+    assert err.count("rebuilding it") == 3 and "differs from the one world.json" not in err
+    assert _contents(tmp_path) == before  # byte for byte, world.json too
+    assert (folders[0] / "video.mp4").stat().st_mtime_ns == kept
+
+
+def test_a_world_of_the_first_index_schema_is_adopted_and_upgraded(tmp_path, capsys):
+    folders = build_world(tmp_path, 2, seed=30, settings=SMALL, progress=False)
+    before = _contents(tmp_path)
+    settings = {"height": 32, "width": 32, "num_sampled": 4}
+    old = {"schema": "r4d.world.index/1", "settings": settings, "scenes": [f.name for f in folders]}
+    (tmp_path / "world.json").write_text(json.dumps(old))
+    stamps = [(f / "video.mp4").stat().st_mtime_ns for f in folders]
+    capsys.readouterr()
+    build_world(tmp_path, 2, seed=30, settings=SMALL, progress=False)
+    assert "r4d.world.index/1 (no sizes or checksums): adopting its 2 finished scenes" in (
+        capsys.readouterr().err
+    )
+    assert _contents(tmp_path) == before
+    assert [(f / "video.mp4").stat().st_mtime_ns for f in folders] == stamps
+    (tmp_path / "world.json").write_text(json.dumps({**old, "schema": "r4d.world.index/9"}))
+    with pytest.raises(
+        InputError, match=r"schema 'r4d.world.index/9', expected .*/2'; use another"
+    ):
+        build_world(tmp_path, 2, seed=30, settings=SMALL, progress=False)
 
 
 @pytest.mark.slow

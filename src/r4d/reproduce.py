@@ -206,8 +206,8 @@ def reproduce(
     clock = {}
     start = time.perf_counter()
 
-    def stage(name: str, marker: Path, run) -> None:
-        if marker.exists():
+    def stage(name: str, marker: Path | None, run) -> None:
+        if marker is not None and marker.exists():
             return
         t = time.perf_counter()
         print(f"[reproduce] {name} ...", flush=True)
@@ -217,7 +217,7 @@ def reproduce(
     world, bench = out / "world", out / "r4dsim"
     stage(
         "world",
-        world / "world.json",
+        None,  # always: build_world checks each finished scene and redoes what is missing
         lambda: build_world(world, p.scenes, 0, p.workers, RenderSettings(), progress),
     )
     per_task = {"train": 4000, "val": 50, "test": 4 * p.eval_per_task}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
@@ -103,11 +104,21 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def remove_temporaries(directory: str | Path) -> int:
-    """Delete the temporaries in `directory`; returns how many. Call it only while holding the
-    directory's `exclusive_lock`, when no other writer can be at work."""
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remove_temporaries(directory: str | Path, names: str = "*") -> int:
+    """Delete the temporaries in `directory` (of the files matching the glob `names` only);
+    returns how many. Call it only while holding the `exclusive_lock` that covers them, when no
+    other writer of theirs can be at work."""
     removed = 0
-    for entry in Path(directory).glob(".*.tmp-*"):
+    for entry in Path(directory).glob(f".{names}.tmp-*"):
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
         else:
@@ -121,11 +132,12 @@ class LockedError(RuntimeError):
 
 
 @contextlib.contextmanager
-def exclusive_lock(directory: str | Path, what: str = "job") -> Iterator[None]:
-    """Hold `directory/.lock` (an advisory flock that dies with its process) for one writer."""
+def exclusive_lock(directory: str | Path, what: str = "job", name: str = ".lock") -> Iterator[None]:
+    """Hold `directory/<name>` (an advisory flock that dies with its process) for one writer;
+    writers of disjoint files in one folder (a cache's ranks) each hold their own `name`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    lock = directory / ".lock"
+    lock = directory / name
     with open(lock, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

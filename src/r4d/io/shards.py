@@ -27,15 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from r4d.errors import InputError
-from r4d.io.atomic import atomic_path, write_text
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from r4d.io.atomic import atomic_path, match_umask, sha256_file, write_text
 
 
 def sha256_parameters(module: torch.nn.Module) -> str:
@@ -157,6 +149,7 @@ class ShardWriter:
         name = f"shard-r{self.rank}-{len(self.index['shards']):05d}.safetensors"
         with atomic_path(self.root / name) as tmp:
             save_file(self.pending, str(tmp), metadata={"schema": self.schema})
+            match_umask(tmp)  # safetensors writes 0600
             size, digest = tmp.stat().st_size, sha256_file(tmp)
         keys = list(self.pending_entries)
         self.index["shards"].append({"file": name, "keys": keys, "bytes": size, "sha256": digest})

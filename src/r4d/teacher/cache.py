@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from r4d.errors import InputError
+from r4d.io.atomic import exclusive_lock, remove_temporaries
 from r4d.io.shards import ShardReader, ShardWriter, sha256_parameters
 from r4d.teacher.config import PRESETS, TeacherConfig
 from r4d.teacher.data import load_clip, scene_folders
@@ -268,15 +269,23 @@ def build_cache(
     first = _fields(source, mine[:1])[0] if mine else {}
     shapes = {k: list(v.shape) for k, v in first.items()}
     hooks = 0 if source == "oracle" else len(source.config.hooks)
-    writer = CacheWriter(
-        out, shapes, teacher_identity(source), hooks, rank, shard_clips, world_size
-    )
-    todo = [c for c in mine if c.name not in writer.done()]
-    for a in tqdm(range(0, len(todo), batch), desc=f"cache r{rank}", disable=not progress):
-        chunk = todo[a : a + batch]
-        for clip, fields in zip(chunk, _fields(source, chunk), strict=True):
-            writer.add(clip.name, fields, clip.frame_indices)
-    writer.flush()
+    with exclusive_lock(out, f"cache build of rank {rank}", f".lock-r{rank}"):
+        for names in (f"shard-r{rank}-*", f"index-r{rank}.json"):  # a killed build's
+            remove_temporaries(out, names)
+        writer = CacheWriter(
+            out, shapes, teacher_identity(source), hooks, rank, shard_clips, world_size
+        )
+        done = writer.done()
+        # Batches as a fresh build makes them (a resumed build may redo a finished clip of the
+        # first): a clip's outputs can differ in the last bit with its batch-mates.
+        for a in tqdm(range(0, len(mine), batch), desc=f"cache r{rank}", disable=not progress):
+            chunk = mine[a : a + batch]
+            if all(c.name in done for c in chunk):
+                continue
+            for clip, fields in zip(chunk, _fields(source, chunk), strict=True):
+                if clip.name not in done:
+                    writer.add(clip.name, fields, clip.frame_indices)
+        writer.flush()
     return TeacherCache(out)
 
 

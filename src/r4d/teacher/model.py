@@ -21,7 +21,7 @@ from torch import nn
 from transformers import VideoMAEConfig, VideoMAEModel
 
 from r4d.errors import InputError
-from r4d.io.atomic import atomic_path
+from r4d.io.atomic import atomic_path, match_umask
 from r4d.io.weights import load_strict
 from r4d.teacher.config import IMAGENET_MEAN, IMAGENET_STD, TeacherConfig
 from r4d.teacher.heads import DPTHead3D
@@ -123,6 +123,7 @@ class Teacher(nn.Module):
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         with atomic_path(folder / WEIGHTS) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt"})
+            match_umask(tmp)  # safetensors writes 0600
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device="cpu") -> Teacher:

@@ -27,7 +27,7 @@ from accelerate.utils import set_seed
 from transformers import get_cosine_schedule_with_warmup
 
 from r4d.errors import InputError
-from r4d.io.atomic import exclusive_lock, write_text
+from r4d.io.atomic import atomic_dir, exclusive_lock, remove_temporaries, write_text
 from r4d.io.manifest import Identity, clear, write
 from r4d.model.features import FeatureCache, build_features
 from r4d.model.processor import IGNORE, StudentProcessor
@@ -156,6 +156,8 @@ def train(
     identity = run_identity(config)
     main = accelerator.is_main_process
     with exclusive_lock(out, "training") if main else contextlib.nullcontext():
+        if main:  # a killed run's
+            remove_temporaries(out)
         begin_run(out, config, identity, overwrite, accelerator)
         return _train(config, out, accelerator, stop_at, progress)
 
@@ -170,7 +172,8 @@ def _train(config: TrainConfig, out: Path, accelerator, stop_at, progress) -> di
     mixture = Mixture(sources, [s.get("weight", 1.0) for s in config.data])
     if accelerator.is_main_process:
         if not (out / "tokenizer").is_dir():
-            tokenizer.save_pretrained(str(out / "tokenizer"))
+            with atomic_dir(out / "tokenizer") as tmp:
+                tokenizer.save_pretrained(str(tmp))
     apply_trainable(model, config.trainable, config.lora)
     features = feature_cache(config, model, processor, mixture.examples, accelerator, progress)
     trainable = [p for p in model.parameters() if p.requires_grad]
