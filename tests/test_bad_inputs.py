@@ -8,6 +8,7 @@ and what was expected; at the command line as one or two `error:` lines, status 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -981,3 +982,41 @@ def test_report_refuses_a_broken_run_folder_naming_file_and_key(
 
 def test_report_reads_an_intact_run(eval_run):
     assert "oracle (run)" in side_by_side([eval_run])
+
+
+# -- weights outside student folders, and a resumed eval log -----------------------------------
+
+
+def test_a_truncated_teacher_folder_is_refused_naming_the_file(teacher_parts, tmp_path):
+    from r4d.teacher.model import Teacher
+
+    folder = tmp_path / "teacher"
+    shutil.copytree(teacher_parts / "teacher", folder)
+    _truncate_file(folder / "model.safetensors")
+    with pytest.raises(InputError, match=r"model\.safetensors: not a readable safetensors file"):
+        Teacher.from_pretrained(folder)
+
+
+def test_a_truncated_nvila_part_is_refused_naming_the_file(tmp_path):
+    from r4d.model.nvila import load_nvila, save_nvila
+    from r4d.model.tokenizer import train_tokenizer
+    from test_nvila_export import student  # a 2-layer tiny student
+
+    words = train_tokenizer([QUESTION, "You are a helpful"] * 20, vocab_size=400)
+    save_nvila(student(words), words, tmp_path / "nvila")
+    (weights,) = (tmp_path / "nvila" / "llm").glob("*.safetensors")
+    _truncate_file(weights)
+    words = re.escape(f"{weights.name}: not a readable safetensors file")
+    with pytest.raises(InputError, match=words):
+        load_nvila(tmp_path / "nvila")
+
+
+def test_a_broken_line_in_a_resumed_eval_log_is_named(pristine, tmp_path):
+    root = pristine["vlm4d"]
+    evaluate(OracleAdapter(), get_benchmark("vlm4d"), root, tmp_path / "run", progress=False)
+    samples = tmp_path / "run" / "samples.jsonl"
+    lines = samples.read_text().splitlines()
+    lines[0] = lines[0][:10]  # a damaged line in the middle of the file, not a cut-off tail
+    samples.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"samples.jsonl: line 1 is not JSON"):
+        evaluate(OracleAdapter(), get_benchmark("vlm4d"), root, tmp_path / "run", progress=False)

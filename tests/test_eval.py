@@ -367,3 +367,91 @@ def test_openai_compatible_client_against_a_loopback_server(fixtures, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert all(r["extracted"] == ["B"] for r in rows)
     assert summary["model"] == "openai:tiny-vlm"
+
+
+# lmms-eval task of each r4d benchmark (lmms_eval_tasks/r4d/*.yaml)
+LMMS_TASK_NAMES = {
+    "r4d": "r4d_bench",
+    "r4dsim": "r4d_sim",
+    "timebench": "timebench",
+    "stibench": "sti_bench",
+    "vlm4d": "vlm4d",
+    "mmsi": "r4d_mmsi_bench",
+    "omnispatial": "r4d_omni_spatial",
+    "sat": "r4d_sat",
+    "vstibench": "vstibench",
+}
+
+
+@pytest.mark.parametrize("name", [*MAKERS, "r4dsim", "timebench"])
+def test_summary_is_also_in_lmms_evals_shape(name, fixtures, small_bench, tmp_path):
+    """summary.json keeps r4d's keys and adds lmms-eval's, under the lmms-eval task's name:
+    results (alias, `<metric>,none`, `<metric>_stderr,none`), configs, versions, n-samples,
+    higher_is_better."""
+    bench = get_benchmark(name)
+    limit = 12 if name == "r4dsim" else None
+    run = tmp_path / "run"
+    root = _root(name, fixtures, small_bench)
+    summary = evaluate(OracleAdapter(), bench, root, run, limit=limit, progress=False)
+    assert json.loads((run / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    task = LMMS_TASK_NAMES[name]
+    key = f"{name}_accuracy"
+    mine, theirs = summary["results"][name], summary["results"][task]
+    assert theirs["alias"] == task
+    assert {k: v for k, v in theirs.items() if k != "alias"} == {
+        k: v for k, v in mine.items() if k != "alias"
+    }  # one dict where the names are the same (vlm4d, timebench, vstibench)
+    assert theirs[f"{key},none"] == pytest.approx(100.0)
+    assert f"{key}_stderr,none" in theirs and f"{key}_parse_rate,none" in theirs
+    for metric in [k for k in theirs if k.endswith(",none") and "_stderr" not in k]:
+        assert metric.replace(",none", "_stderr,none") in theirs, metric
+    assert summary["configs"][task]["protocol"] == summary["protocol"]
+    assert summary["configs"][task]["task"] == task
+    assert summary["versions"][task] == 2.0
+    n = summary["n_samples"][name]
+    docs = summary["n-samples"][task]
+    assert docs["effective"] == (2 * n if name == "sat" else n)  # SAT: both option orders
+    assert docs["original"] >= docs["effective"]
+    metrics = summary["higher_is_better"][task]
+    assert metrics[key] is True and all(metrics.values())
+    rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert [r["doc_id"] for r in rows] == sorted(r["doc_id"] for r in rows)
+    for row in rows:
+        assert {"doc_id", "prompt", "raw", "extracted", "read", "fallback"} <= row.keys()
+        assert len(row["prompt"]) == len(row["raw"]) and all(row["prompt"])
+
+
+def test_resume_reads_rows_without_doc_id_or_prompt(fixtures, tmp_path):
+    """Rows logged before doc_id and prompt were recorded are read on a rerun."""
+    bench = get_benchmark("vlm4d")
+    run = tmp_path / "run"
+    first = evaluate(OracleAdapter(), bench, fixtures["vlm4d"], run, limit=3, progress=False)
+    samples = run / "samples.jsonl"
+    old = [json.loads(line) for line in samples.read_text().splitlines()]
+    for row in old:
+        del row["doc_id"], row["prompt"]
+    samples.write_text("".join(json.dumps(r) + "\n" for r in old))
+    summary = evaluate(OracleAdapter(), bench, fixtures["vlm4d"], run, progress=False)
+    assert summary["n_samples"]["vlm4d"] == 6
+    assert summary["results"]["vlm4d"]["vlm4d_accuracy,none"] == 100.0
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert rows[:3] == old and all("prompt" in r for r in rows[3:])
+    assert first["results"]["vlm4d"]["vlm4d_accuracy,none"] == 100.0
+
+
+def test_report_refuses_a_folder_that_is_neither_run_nor_lmms_output(tmp_path):
+    """A folder with neither summary.json nor lmms-eval's <model>/<timestamp>_results.json,
+    or with lmms-eval results of no r4d task, is an InputError naming it."""
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not an lmms-eval output folder either"):
+        side_by_side([tmp_path / "empty"])
+    other = tmp_path / "other" / "model"
+    other.mkdir(parents=True)
+    (other / "2026-01-01T00-00-00_results.json").write_text(
+        json.dumps({"results": {"mme": {"alias": "mme", "mme_cognition_score,none": 1.0}}})
+    )
+    with pytest.raises(InputError, match="lmms-eval results of no r4d task"):
+        side_by_side([tmp_path / "other"])
+    (other / "2026-01-01T00-00-00_results.json").write_text("[1]")
+    with pytest.raises(InputError, match="expected a JSON object"):
+        side_by_side([tmp_path / "other"])

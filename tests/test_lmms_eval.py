@@ -5,6 +5,8 @@ stderr) and, item by item, the same outputs, extractions and scores."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import sys
@@ -28,6 +30,7 @@ from r4d.eval import lmms
 from r4d.eval.adapters import R4DAdapter
 from r4d.eval.benchmarks import get_benchmark
 from r4d.eval.core import Request
+from r4d.eval.report import side_by_side
 from r4d.eval.run import evaluate
 from r4d.io.r4d_bench import TASKS, TIMEBENCH
 from r4d.io.video import read_frames, uniform_indices, write_video
@@ -132,23 +135,24 @@ class AnswersA:
         return ["A"] * len(requests)
 
 
-def r4d_runs(adapter, data, out: Path) -> dict[str, tuple[dict, dict[str, dict]]]:
-    """`r4d eval` on each task's files: (summary results, samples.jsonl rows by id)."""
+def r4d_runs(adapter, data, out: Path) -> dict[str, tuple[dict, dict[str, dict], dict]]:
+    """`r4d eval` on each task's files: (summary results, samples.jsonl rows by id, summary)."""
     runs = {}
     for task, (name, _, folder) in TASK_FILES.items():
         summary = evaluate(adapter, get_benchmark(name), data / folder, out / task, progress=False)
         rows = [
             json.loads(line) for line in (out / task / "samples.jsonl").read_text().splitlines()
         ]
-        runs[task] = summary["results"][name], {r["id"]: r for r in rows}
+        runs[task] = summary["results"][name], {r["id"]: r for r in rows}, summary
     return runs
 
 
 def assert_same_scores(results: dict, runs: dict) -> None:
     """lmms-eval's metrics and per-sample log against `r4d eval`'s, task by task."""
     for task, (name, _, _) in TASK_FILES.items():
-        mine, rows = runs[task]
+        mine, rows, summary = runs[task]
         theirs = results["results"][task]
+        assert_same_shape(results, summary, task, name)
         key = f"{name}_accuracy"
         reported = [k for k in theirs if k.startswith(key) and k.endswith(",none")]
         assert f"{key},none" in reported and f"{key}_parse_rate,none" in reported, task
@@ -175,6 +179,29 @@ def assert_same_scores(results: dict, runs: dict) -> None:
             assert [v for r in record for v in r["fallback"]] == row["fallback"], (task, item_id)
             scores = [s[key]["score"] if isinstance(s[key], dict) else s[key] for s in samples]
             assert np.mean(scores) == pytest.approx(100 * row["score"]), (task, item_id)
+            # the prompts the model saw, and (one doc per item but SAT's) the doc ids
+            prompts = {s["arguments"][0] for s in samples}  # each doc's context
+            assert prompts == set(row["prompt"]), (task, item_id)
+            if name != "sat":
+                assert [s["doc_id"] for s in samples] == [row["doc_id"]], (task, item_id)
+
+
+def assert_same_shape(results: dict, summary: dict, task: str, name: str) -> None:
+    """`r4d eval`'s summary.json in lmms-eval's shape: the task's name, its metrics (every
+    `,none` key lmms-eval reports, stderr included), n-samples, versions, higher_is_better."""
+    theirs, mine = results["results"][task], summary["results"][task]
+    assert mine["alias"] == theirs["alias"] == task
+    for metric, value in theirs.items():
+        if not metric.endswith(",none") or "_stderr_" in metric:  # stderr_clt, _clustered
+            continue
+        assert metric in mine, (task, metric)
+        if "_stderr" not in metric:
+            assert mine[metric] == pytest.approx(value), (task, metric)
+        elif isinstance(value, float) and isinstance(mine[metric], float) and name != "sat":
+            assert mine[metric] == pytest.approx(value), (task, metric)
+    assert summary["n-samples"][task] == results["n-samples"][task], task
+    assert summary["versions"][task] == results["versions"][task], task
+    assert summary["higher_is_better"][task] == results["higher_is_better"][task], task
 
 
 def outputs(sample: dict) -> list[str]:
@@ -213,26 +240,55 @@ def test_every_task_scores_as_r4d_eval_with_the_r4d_model(lmms_env, tmp_path):
     assert_same_scores(results, r4d_runs(R4DAdapter(student), lmms_env, tmp_path))
 
 
-@pytest.mark.slow
-def test_lmms_eval_command_prints_r4d_evals_accuracy(lmms_env, tmp_path, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def cli_run(data, tmp_path_factory):
     """`python -m lmms_eval --model r4d --model_args pretrained=DIR --tasks r4d_sim
-    --include_path lmms_eval_tasks` (its CLI, in this process) prints `r4d eval`'s number."""
-    student = lmms_env / "student"
+    --include_path lmms_eval_tasks --output_path OUT --log_samples` (its CLI, in this process)
+    and `r4d eval` of the same student on the same files: (OUT, what it printed, r4d's run)."""
+    out = tmp_path_factory.mktemp("lmms_cli")
+    student = data / "student"
     argv = ["lmms_eval", "--model", "r4d", "--model_args", f"pretrained={student}"]
     argv += ["--tasks", "r4d_sim", "--include_path", str(TASK_DIR)]
-    argv += ["--output_path", str(tmp_path / "lmms"), "--log_samples"]
-    monkeypatch.setattr(sys, "argv", argv)
-    lmms_main.cli_evaluate()
-    printed = capsys.readouterr().out
+    argv += ["--output_path", str(out / "lmms"), "--log_samples"]
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        for _, variable, folder in TASK_FILES.values():
+            patch.setenv(variable, str(data / folder))
+        patch.setenv("HF_DATASETS_CACHE", str(out / "hf"))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setattr(sys, "argv", argv)
+        lmms_main.cli_evaluate()
     bench = get_benchmark("r4dsim")
-    summary = evaluate(
-        R4DAdapter(student), bench, lmms_env / "r4d", tmp_path / "r4d", progress=False
-    )
+    evaluate(R4DAdapter(student), bench, data / "r4d", out / "r4d", progress=False)
+    return out / "lmms", printed.getvalue(), out / "r4d"
+
+
+@pytest.mark.slow
+def test_lmms_eval_command_prints_r4d_evals_accuracy(cli_run):
+    lmms_out, printed, run = cli_run
+    summary = json.loads((run / "summary.json").read_text())
     accuracy = summary["results"]["r4dsim"]["r4dsim_accuracy,none"]
     row = next(line for line in printed.splitlines() if "|r4dsim_accuracy " in line)
     assert f"{accuracy:.4f}" in row
-    logged = list((tmp_path / "lmms").rglob("*samples_r4d_sim*.jsonl"))
+    logged = list(lmms_out.rglob("*samples_r4d_sim*.jsonl"))
     assert len(logged) == 1 and len(logged[0].read_text().splitlines()) == len(TASKS)
+
+
+@pytest.mark.slow
+def test_r4d_report_reads_lmms_eval_output_folders(cli_run):
+    """`r4d report` on lmms-eval's --output_path folder (its <model>/<timestamp>_results.json)
+    shows the row `r4d eval`'s run of the same benchmark shows: the same accuracy, overall
+    and per column."""
+    lmms_out, _, run = cli_run
+    assert list(lmms_out.glob("*/*_results.json"))
+    text = side_by_side([run, lmms_out])
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "model" not in line]
+    assert text.count("### r4dsim") == 1 and len(rows) == 2, text
+    ours, theirs = (row.split(" | ")[1:] for row in rows)
+    assert ours == theirs, text
+    assert "lmms-eval:r4d" in rows[1]
+    summary = json.loads((run / "summary.json").read_text())
+    assert f"{summary['results']['r4dsim']['r4dsim_accuracy,none']:.1f}" == ours[0]
 
 
 def test_frames_reach_lmms_eval_models_at_r4ds_indices(lmms_env):

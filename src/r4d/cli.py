@@ -511,7 +511,11 @@ def eval_command(
 
 
 @app.command()
-def report(runs: list[Path] = typer.Argument(..., help="Run folders (with summary.json).")) -> None:
+def report(
+    runs: list[Path] = typer.Argument(
+        ..., help="r4d eval runs or lmms-eval --output_path folders."
+    ),
+) -> None:
     """Set runs side by side, one table per benchmark."""
     from r4d.eval.report import side_by_side
 

@@ -47,8 +47,8 @@ from r4d.errors import InputError
 from r4d.eval.adapters import R4DAdapter
 from r4d.eval.benchmarks import get_benchmark
 from r4d.eval.core import Benchmark, EvalItem, Request, ScoringOptions
+from r4d.eval.lmms_results import REPORTED
 from r4d.eval.spec import EVAL_KINDS, adapter_from_spec, parse_spec
-from r4d.io.r4d_bench import TASKS
 from r4d.io.video import probe, sample_uniform
 from r4d.model.processor import IGNORE
 
@@ -56,37 +56,6 @@ LOG = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------
 # Tasks
-
-# The categories and splits each benchmark's task reports beside the overall score and the parse
-# rate (its YAML's metric_list lists the same): the paper's R4D-Bench columns (the nine tasks,
-# static / dynamic), STI-Bench's scenes, VLM4D's ego / exo, MMSI-Bench's question types and
-# OmniSpatial's task types, as their files name them.
-REPORTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "r4d": (TASKS, ("static", "dynamic")),
-    "r4dsim": (TASKS, ("static", "dynamic")),
-    "stibench": ((), ("indoor", "outdoor", "desktop")),
-    "vlm4d": ((), ("ego", "exo")),
-    "mmsi": (
-        (
-            "Positional Relationship (Obj.-Obj.)",
-            "Positional Relationship (Cam.-Obj.)",
-            "Positional Relationship (Cam.-Cam.)",
-            "Positional Relationship (Obj.-Reg.)",
-            "Positional Relationship (Cam.-Reg.)",
-            "Positional Relationship (Reg.-Reg.)",
-            "Attribute (Meas.)",
-            "Attribute (Appr.)",
-            "Motion (Obj.)",
-            "Motion (Cam.)",
-            "MSR",
-        ),
-        (),
-    ),
-    "omnispatial": (
-        ("Complex_Logic", "Dynamic_Reasoning", "Perspective_Taking", "Spatial_Interaction"),
-        (),
-    ),
-}
 
 
 @cache

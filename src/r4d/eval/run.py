@@ -1,6 +1,7 @@
 """Running a benchmark: per-sample JSONL (resumable), a summary keyed like lmms-eval, a table.
 
-`samples.jsonl` gets one line per item as soon as it is scored: the raw outputs, what was
+`samples.jsonl` gets one line per item as soon as it is scored: its `doc_id` (its index in the
+benchmark as loaded), the prompts the model saw (`prompt`, one per ask), the raw outputs, what was
 extracted, whether each was read from the text (`read`) or drawn by the protocol's fallback
 (`fallback`: "random", "A" or null), the target, the score and the item's category and split.
 A rerun reads it, skips finished items and goes on (a line cut short by a kill is dropped
@@ -23,7 +24,14 @@ the run stops with its error. A judge that cannot read an output stops the run a
 read, not drawn) and `<metric>_<category>,none`, the scoring options used (the protocol block:
 every named deviation from the official code that was on is listed in its `extras`), and the
 counts (`n_samples`: the items asked, failed ones included; `failed`); `table.md` the
-paper's layout for the benchmark.
+paper's layout for the benchmark. Each category and split also has its stderr (lmms-eval's:
+"N/A" below two items; the parse rate's is "N/A").
+
+The summary is in lmms-eval's shape as well (`r4d.eval.lmms_results`): `results[<task>]`, the
+same metrics under the lmms-eval task's name (`r4d` -> `r4d_bench`, `mmsi` -> `r4d_mmsi_bench`,
+...; one dict where the two names are the same) with its `alias`, and `configs`, `versions`,
+`n-samples` ({"original": docs in the benchmark, "effective": docs asked}; a doc is an item and
+option order, as the lmms-eval task's docs) and `higher_is_better`, keyed by the task.
 
 `manifest.json` (`r4d.io.manifest`) names what made the rows: the model (`model`, an
 `Identity` from `r4d.eval.spec.model_identity`: the files of a model folder, not its path), the
@@ -50,6 +58,7 @@ from tqdm import tqdm
 from r4d.errors import InputError
 from r4d.eval.adapters import OpenAIJudge
 from r4d.eval.core import Benchmark, EvalItem, ScoringOptions
+from r4d.eval.lmms_results import lmms_blocks
 from r4d.eval.spec import parse_spec
 from r4d.io.atomic import exclusive_lock, write_text
 from r4d.io.manifest import Identity, check_or_write
@@ -99,8 +108,18 @@ def _load_done(path: Path, asked: set[str]) -> dict[str, dict]:
     if data and not data.endswith(b"\n"):  # a line cut short by a kill
         data = data[: data.rfind(b"\n") + 1]
         path.write_bytes(data)
-    lines = [line for line in data.decode().splitlines() if line.strip()]
-    rows = [json.loads(line) for line in lines]
+    lines = [line for line in data.decode(errors="replace").splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise InputError(
+                f"line {n} is not JSON ({err.msg}); fix or delete it, or rerun with --overwrite",
+                where=path,
+            ) from None
+        if not isinstance(rows[-1], dict) or "id" not in rows[-1]:
+            raise InputError(f"line {n} is not a sample row with an id", where=path)
     keep = [not (r.get("failed") and r["id"] in asked) for r in rows]
     if not all(keep):
         write_text(path, "".join(f"{line}\n" for line, k in zip(lines, keep, strict=True) if k))
@@ -157,10 +176,16 @@ def evaluate(
     with exclusive_lock(out, "eval"):
         check_or_write(out, identity, overwrite, EVAL_FILES)
         items = [i for i in everything if item_ids is None or i.id in item_ids][:limit]
-        return _run(adapter, bench, items, out, options, batch, progress, judge, strict)
+        doc_ids = {i.id: n for n, i in enumerate(everything)}
+        original = sum(len(_variants(i, options)) for i in everything)
+        return _run(
+            adapter, bench, items, out, options, batch, progress, judge, strict, doc_ids, original
+        )
 
 
-def _run(adapter, bench, items, out, options, batch, progress, judge, strict) -> dict:
+def _run(
+    adapter, bench, items, out, options, batch, progress, judge, strict, doc_ids, original
+) -> dict:
     samples = out / "samples.jsonl"
     done = _load_done(samples, {i.id for i in items})
     todo = [i for i in items if i.id not in done]
@@ -170,11 +195,13 @@ def _run(adapter, bench, items, out, options, batch, progress, judge, strict) ->
         ):
             chunk = todo[a : a + batch]
             for row in _answer_batch(adapter, bench, chunk, options, judge, strict):
+                row = {"doc_id": doc_ids[row["id"]], **row}
                 done[row["id"]] = row
                 log.write(json.dumps(row) + "\n")
                 log.flush()
     rows = [done[i.id] for i in items if i.id in done]
-    summary = aggregate(bench, rows, options, getattr(adapter, "name", type(adapter).__name__))
+    name = getattr(adapter, "name", type(adapter).__name__)
+    summary = aggregate(bench, rows, options, name, original)
     summary["mode"] = getattr(adapter, "mode", "generate")  # "score": an r4d student's scoring
     write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     write_text(out / "table.md", table(bench, summary) + "\n")
@@ -212,7 +239,7 @@ def _answer_batch(adapter, bench, chunk, options, judge, strict) -> list[dict]:
         for (order, rep, request), text in zip(built[item.id], texts[item.id], strict=True):
             extracted = bench.extract(text, request, options, judge)
             score = bench.score(item, request, extracted.value, options)
-            answers.append((order, rep, text, extracted, score))
+            answers.append((order, rep, text, extracted, score, request.prompt))
         rows.append(_record(item, answers, options))
     return rows
 
@@ -254,6 +281,7 @@ def _failed_record(item: EvalItem, reason: str) -> dict:
     return {
         **_item_fields(item),
         "failed": reason,
+        "prompt": [],
         "raw": [],
         "extracted": [],
         "read": [],
@@ -277,7 +305,7 @@ def _record(item: EvalItem, answers: list, options: ScoringOptions) -> dict:
     """Scores combine over option orders within a repeat (circular: all right, or their mean
     under circular_rule "mean"), then average over repeats."""
     by_repeat: dict = defaultdict(list)
-    for _, rep, _, _, score in answers:
+    for _, rep, _, _, score, _ in answers:
         by_repeat[rep].append(score)
     if options.circular and options.circular_rule == "all":
         per_repeat = [min(v) for v in by_repeat.values()]
@@ -286,16 +314,32 @@ def _record(item: EvalItem, answers: list, options: ScoringOptions) -> dict:
     score = float(np.mean(per_repeat))
     return {
         **_item_fields(item),
-        "raw": [text for _, _, text, _, _ in answers],
-        "extracted": [extracted.value for _, _, _, extracted, _ in answers],
-        "read": [extracted.read for _, _, _, extracted, _ in answers],
-        "fallback": [extracted.fallback for _, _, _, extracted, _ in answers],
+        "prompt": [a[5] for a in answers],
+        "raw": [a[2] for a in answers],
+        "extracted": [a[3].value for a in answers],
+        "read": [a[3].read for a in answers],
+        "fallback": [a[3].fallback for a in answers],
         "score": score,
         "correct": score == 1.0,
     }
 
 
-def aggregate(bench: Benchmark, rows: list[dict], options: ScoringOptions, model: str) -> dict:
+def _stderr(scores: list[float]) -> float | str:
+    """lmms-eval's stderr of a mean, in percent: "N/A" below two scores."""
+    return (
+        100 * float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else "N/A"
+    )
+
+
+def aggregate(
+    bench: Benchmark,
+    rows: list[dict],
+    options: ScoringOptions,
+    model: str,
+    original: int | None = None,
+) -> dict:
+    """The summary of `rows` (see the module docstring); `original`: how many docs the
+    benchmark has in all (lmms-eval's n-samples), default the rows'."""
     by_category: dict[str, list[float]] = defaultdict(list)
     by_split: dict[str, list[float]] = defaultdict(list)
     for r in rows:
@@ -313,13 +357,19 @@ def aggregate(bench: Benchmark, rows: list[dict], options: ScoringOptions, model
     results = {f"{key},none": 100 * overall, f"{key}_stderr,none": 100 * stderr}
     if parse["outputs"]:
         results[f"{key}_parse_rate,none"] = parse["rate"]
+        results[f"{key}_parse_rate_stderr,none"] = "N/A"  # as lmms-eval: not a mean
     for cat, v in sorted(by_category.items()):
         results[f"{key}_{cat},none"] = 100 * float(np.mean(v))
+        results[f"{key}_{cat}_stderr,none"] = _stderr(v)
     for split, v in sorted(by_split.items()):
         results[f"{key}_split_{split},none"] = 100 * float(np.mean(v))
+        results[f"{key}_split_{split}_stderr,none"] = _stderr(v)
     chance = [1 / r["n_options"] for r in rows if r["n_options"]]
+    docs = sum(r["n_options"] if options.circular and r["n_options"] else 1 for r in rows)
+    lmms = lmms_blocks(bench, results, options, docs if original is None else original, docs)
     return {
-        "results": {bench.name: results},
+        **lmms,
+        "results": {bench.name: results, **lmms["results"]},
         "n_samples": {bench.name: len(rows)},
         "failed": sum(1 for r in rows if r.get("failed")),
         "categories": {c: len(v) for c, v in sorted(by_category.items())},

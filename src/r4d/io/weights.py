@@ -13,7 +13,7 @@ from torch import nn
 from r4d.errors import InputError
 
 
-def _unreadable(path: Path, err: Exception) -> InputError:
+def unreadable_weights(path: Path, err: Exception) -> InputError:
     reason = err.strerror if isinstance(err, OSError) else str(err).splitlines()[0]
     return InputError(
         f"not a readable safetensors file ({reason}): truncated, or not written by r4d",
@@ -28,7 +28,7 @@ def read_weights(path: str | Path, device: str = "cpu") -> dict[str, torch.Tenso
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError) as err:
-        raise _unreadable(path, err) from None
+        raise unreadable_weights(path, err) from None
 
 
 def weight_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
@@ -38,7 +38,7 @@ def weight_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
         with safe_open(str(path), "pt") as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError) as err:
-        raise _unreadable(path, err) from None
+        raise unreadable_weights(path, err) from None
 
 
 def check_shapes(

@@ -34,11 +34,12 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import AutoTokenizer, Qwen2ForCausalLM, SiglipVisionModel
 
 from r4d.errors import InputError
 from r4d.io.atomic import atomic_dir, match_umask, write_text
+from r4d.io.weights import read_weights, weight_shapes
 from r4d.model.config import ASPECT_RATIOS, RESAMPLE, VISUAL_SLOT, StudentConfig
 from r4d.model.modeling import R4DStudent, quiet_loading
 from r4d.model.processor import SYSTEM
@@ -106,7 +107,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
         raise InputError("no .safetensors weights", where=folder)
     state = {}
     for f in files:
-        state.update(load_file(str(f)))
+        state.update(read_weights(f))
     return state
 
 
@@ -131,6 +132,9 @@ def load_nvila(
             field="mm_projector_type",
         )
 
+    for part in ("llm", "vision_tower"):  # a truncated or foreign file, named before loading
+        for weights in sorted((folder / part).glob("*.safetensors")):
+            weight_shapes(weights)
     tokenizer = AutoTokenizer.from_pretrained(str(folder / "llm"), trust_remote_code=False)
     if region_tokens:  # a fine-tune that asks for <obj_N> tokens (the only tokens r4d adds)
         missing = [t for t in REGION_TOKENS if t not in tokenizer.get_vocab()]

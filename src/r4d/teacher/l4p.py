@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from r4d.errors import InputError
+from r4d.io.weights import read_weights
 from r4d.teacher.config import TeacherConfig, l4p_config
 from r4d.teacher.model import Teacher
 
@@ -93,7 +93,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError("no such checkpoint file", where=path)
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        return read_weights(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # whatever the restricted unpickler refuses, the advice is the same

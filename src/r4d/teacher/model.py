@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 from transformers import VideoMAEConfig, VideoMAEModel
 
 from r4d.errors import InputError
 from r4d.io.atomic import atomic_path, match_umask
-from r4d.io.weights import load_strict
+from r4d.io.weights import load_strict, unreadable_weights
 from r4d.teacher.config import IMAGENET_MEAN, IMAGENET_STD, TeacherConfig
 from r4d.teacher.heads import DPTHead3D
 
@@ -139,9 +139,12 @@ def load_folder(cls, folder: str | Path, device="cpu"):
         raise InputError(f"no {WEIGHTS} (is this an r4d teacher folder?)", where=folder)
     model = cls(TeacherConfig.load(folder))
     wanted = set(model.state_dict())
-    with safe_open(str(folder / WEIGHTS), framework="pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys() if k in wanted}
-        unexpected = [k for k in f.keys() if k not in wanted and not k.startswith(cls.SKIPPED)]
+    try:
+        with safe_open(str(folder / WEIGHTS), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys() if k in wanted}
+            unexpected = [k for k in f.keys() if k not in wanted and not k.startswith(cls.SKIPPED)]
+    except (SafetensorError, OSError) as err:
+        raise unreadable_weights(folder / WEIGHTS, err) from None
     if unexpected:
         raise InputError(f"unexpected weights {unexpected[:4]}", where=folder / WEIGHTS)
     load_strict(model, state, folder / WEIGHTS)
