@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from r4d.errors import InputError
+from r4d.io.atomic import LockedError, exclusive_lock
 from r4d.io.r4d_bench import load_split
 from r4d.model import build_student
 from r4d.model.features import FeatureCache, build_features, cache_header
@@ -198,3 +199,20 @@ def test_a_feature_cache_is_refused_where_e_v_learns(small_bench, teacher_parts,
     with pytest.raises(InputError, match="only when E_v is frozen") as info:
         train(config, progress=False)
     assert info.value.field == "feature_cache"
+
+
+def test_a_feature_cache_build_holds_its_lock_and_removes_a_killed_builds_temporaries(
+    small_bench, tmp_path
+):
+    examples = _examples(small_bench, 1)
+    student, proc = _student(examples)
+    root = tmp_path / "f"
+    root.mkdir()
+    stale = root / ".shard-r0-00000.safetensors.tmp-999999999-abc"  # left by a killed build
+    stale.write_bytes(b"half a shard")
+    with exclusive_lock(root, "feature cache build of rank 0", ".lock-r0"):
+        with pytest.raises(LockedError, match="another feature cache build of rank 0"):
+            build_features(student, proc, _visuals(examples), root, progress=False)
+    assert stale.exists()  # a refused writer touches nothing
+    build_features(student, proc, _visuals(examples), root, progress=False)
+    assert not stale.exists() and not list(root.glob(".*"))

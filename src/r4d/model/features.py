@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from r4d.errors import InputError
+from r4d.io.atomic import exclusive_lock, remove_temporaries
 from r4d.io.shards import ShardReader, ShardWriter, sha256_parameters
 from r4d.io.video import probe, sample_uniform, uniform_indices
 from r4d.model.modeling import R4DStudent
@@ -247,7 +248,37 @@ def build_features(
 
     Visuals are read and turned into pixels in `workers` DataLoader processes; E_v runs in
     eval mode, without autocast, on up to `batch_images` images at a time. Returns the cache's
-    header (`cache_header`), for `FeatureCache` to check once every rank is done."""
+    header (`cache_header`), for `FeatureCache` to check once every rank is done. One writer
+    per rank holds the folder's `.lock-r<rank>`; a killed build's temporaries are removed."""
+    with exclusive_lock(out, f"feature cache build of rank {rank}", f".lock-r{rank}"):
+        for names in (f"shard-r{rank}-*", f"index-r{rank}.json"):
+            remove_temporaries(out, names)
+        return _build_features(
+            student,
+            processor,
+            visuals,
+            out,
+            rank,
+            world_size,
+            batch_images,
+            workers,
+            shard_entries,
+            progress,
+        )
+
+
+def _build_features(
+    student,
+    processor,
+    visuals,
+    out,
+    rank,
+    world_size,
+    batch_images,
+    workers,
+    shard_entries,
+    progress,
+) -> dict:
     mine = unique_visuals(visuals)[rank::world_size]
     header = cache_header(student)
     writer = ShardWriter(out, SCHEMA, header, rank, shard_entries, world_size)
