@@ -66,12 +66,7 @@ def read_run(run: str | Path) -> dict:
     path = run / "summary.json"
     if not path.is_file():
         raise InputError("no summary.json: not an evaluation run", where=run)
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"not valid JSON ({err})", where=path) from None
-    if not isinstance(summary, dict):
-        raise InputError(f"expected a JSON object, got {type(summary).__name__}", where=path)
+    summary = _load_json(path)
     _require(summary, "model", str, path)
     protocol = _require(summary, "protocol", dict, path)
     name = _require(protocol, "benchmark", str, path, "protocol.")

@@ -253,82 +253,56 @@ def build_features(
     with exclusive_lock(out, f"feature cache build of rank {rank}", f".lock-r{rank}"):
         for names in (f"shard-r{rank}-*", f"index-r{rank}.json"):
             remove_temporaries(out, names)
-        return _build_features(
-            student,
-            processor,
-            visuals,
-            out,
-            rank,
-            world_size,
-            batch_images,
-            workers,
-            shard_entries,
-            progress,
+        mine = unique_visuals(visuals)[rank::world_size]
+        header = cache_header(student)
+        writer = ShardWriter(out, SCHEMA, header, rank, shard_entries, world_size)
+        done = writer.done()
+        for visual in mine:
+            if visual.key in done and visual.is_video:
+                check_frames(visual, done[visual.key])
+        todo = [v for v in mine if v.key not in done]
+        loader = DataLoader(
+            _VisualPixels(todo, processor),
+            batch_size=1,
+            collate_fn=_one,
+            num_workers=workers if todo else 0,
+            generator=torch.Generator().manual_seed(0),  # leaves the global generator untouched
         )
+        vision, device = student.vision, next(student.vision.parameters()).device
+        was_training = vision.training
+        vision.eval()
+        waiting: list[tuple[Visual, torch.Tensor, dict]] = []
 
+        def run() -> None:
+            pixels = torch.cat([p for _, p, _ in waiting]).to(device, torch.float32)
+            with torch.autocast(device.type, enabled=False):
+                features = torch.cat(
+                    [
+                        student.vision_features(pixels[a : a + batch_images].to(vision.dtype))
+                        for a in range(0, len(pixels), batch_images)
+                    ]
+                )
+            if not torch.isfinite(features.half()).all():
+                raise InputError(
+                    f"E_v's features of {waiting[0][0].key!r} .. {waiting[-1][0].key!r} overflow "
+                    "float16: this E_v cannot be cached",
+                    where=out,
+                )
+            start = 0
+            for visual, p, meta in waiting:
+                writer.add(visual.key, {FIELD: features[start : start + len(p)]}, meta)
+                start += len(p)
+            waiting.clear()
 
-def _build_features(
-    student,
-    processor,
-    visuals,
-    out,
-    rank,
-    world_size,
-    batch_images,
-    workers,
-    shard_entries,
-    progress,
-) -> dict:
-    mine = unique_visuals(visuals)[rank::world_size]
-    header = cache_header(student)
-    writer = ShardWriter(out, SCHEMA, header, rank, shard_entries, world_size)
-    done = writer.done()
-    for visual in mine:
-        if visual.key in done and visual.is_video:
-            check_frames(visual, done[visual.key])
-    todo = [v for v in mine if v.key not in done]
-    loader = DataLoader(
-        _VisualPixels(todo, processor),
-        batch_size=1,
-        collate_fn=_one,
-        num_workers=workers if todo else 0,
-        generator=torch.Generator().manual_seed(0),  # leaves the global generator untouched
-    )
-    vision, device = student.vision, next(student.vision.parameters()).device
-    was_training = vision.training
-    vision.eval()
-    waiting: list[tuple[Visual, torch.Tensor, dict]] = []
-
-    def run() -> None:
-        pixels = torch.cat([p for _, p, _ in waiting]).to(device, torch.float32)
-        with torch.autocast(device.type, enabled=False):
-            features = torch.cat(
-                [
-                    student.vision_features(pixels[a : a + batch_images].to(vision.dtype))
-                    for a in range(0, len(pixels), batch_images)
-                ]
-            )
-        if not torch.isfinite(features.half()).all():
-            raise InputError(
-                f"E_v's features of {waiting[0][0].key!r} .. {waiting[-1][0].key!r} overflow "
-                "float16: this E_v cannot be cached",
-                where=out,
-            )
-        start = 0
-        for visual, p, meta in waiting:
-            writer.add(visual.key, {FIELD: features[start : start + len(p)]}, meta)
-            start += len(p)
-        waiting.clear()
-
-    try:
-        bar = tqdm(loader, desc=f"E_v features r{rank}", disable=not progress)
-        for item in bar:
-            waiting.append(item)
-            if sum(len(p) for _, p, _ in waiting) >= batch_images:
+        try:
+            bar = tqdm(loader, desc=f"E_v features r{rank}", disable=not progress)
+            for item in bar:
+                waiting.append(item)
+                if sum(len(p) for _, p, _ in waiting) >= batch_images:
+                    run()
+            if waiting:
                 run()
-        if waiting:
-            run()
-        writer.flush()
-    finally:
-        vision.train(was_training)
-    return header
+            writer.flush()
+        finally:
+            vision.train(was_training)
+        return header
