@@ -20,9 +20,9 @@ from r4d.world.scene import COLORS, SHAPES, Camera, Hop, Scene, SceneObject, Spi
 FPS_CHOICES = (10, 12, 24, 30)
 DURATION_RANGE = (2.0, 20.0)  # s
 OBJECT_COUNT_RANGE = (2, 6)
-SIZE_RANGE = (0.25, 1.8)  # m, every extent (the world allows 0.2-2)
-ARENA_RADIUS = 2.5  # m around the camera target where objects start
-MAX_TRAVEL = 5.0  # m an object may translate over a video
+SIZE_RANGE = (0.25, 1.5)  # m, every extent (the world allows 0.2-2)
+ARENA_RADIUS = 1.6  # m around the camera target where objects start
+MAX_TRAVEL = 4.0  # m an object may translate over a video
 DEFAULT_SAMPLED_FRAMES = 16
 MOTION_KINDS = (
     ((), 0.30),
@@ -60,7 +60,7 @@ def sample_scene(seed: int) -> Scene:
     times = np.linspace(0.0, duration, 120)
     cam_R, cam_C = camera_pose(camera, times)
     for _ in range(count):
-        for _attempt in range(60):
+        for _attempt in range(200):
             obj = _sample_object(rng, camera, fps, num_frames, used)
             if _fits(obj, objects, times, camera, cam_R, cam_C):
                 objects.append(obj)
@@ -72,13 +72,13 @@ def sample_scene(seed: int) -> Scene:
 def _sample_camera(rng: np.random.Generator, duration: float) -> Camera:
     target = (_r(rng.uniform(-0.5, 0.5)), _r(rng.uniform(-0.5, 0.5)), _r(rng.uniform(0.0, 0.4)))
     azimuth = rng.uniform(0, 2 * math.pi)
-    distance = rng.uniform(5.0, 8.0)
+    distance = rng.uniform(4.0, 5.5)
     position = (
         _r(target[0] + distance * math.cos(azimuth)),
         _r(target[1] + distance * math.sin(azimuth)),
-        _r(rng.uniform(2.0, 4.5)),
+        _r(rng.uniform(1.8, 3.2)),
     )
-    fov = _r(rng.uniform(50.0, 65.0), 2)
+    fov = _r(rng.uniform(38.0, 48.0), 2)
     motion = str(rng.choice(list(CAMERA_WEIGHTS), p=list(CAMERA_WEIGHTS.values())))
     sign = 1.0 if rng.uniform() < 0.5 else -1.0
     velocity, rate = (0.0, 0.0, 0.0), 0.0
@@ -104,13 +104,13 @@ def _sample_object(rng, camera: Camera, fps: int, num_frames: int, used) -> Scen
             break
     lo, hi = SIZE_RANGE
     if shape == "sphere":
-        d = _r(rng.uniform(lo + 0.05, 1.4))
+        d = _r(rng.uniform(lo + 0.05, 1.1))
         size = (d, d, d)
     elif shape == "cylinder":
-        d = _r(rng.uniform(lo + 0.05, 1.2))
+        d = _r(rng.uniform(lo + 0.05, 1.0))
         size = (d, d, _r(rng.uniform(lo + 0.05, hi)))
     else:
-        size = (_r(rng.uniform(lo, 1.6)), _r(rng.uniform(lo, 1.6)), _r(rng.uniform(lo, 1.6)))
+        size = (_r(rng.uniform(lo, 1.2)), _r(rng.uniform(lo, 1.2)), _r(rng.uniform(lo, 1.2)))
     radius = rng.uniform(0, ARENA_RADIUS)
     angle = rng.uniform(0, 2 * math.pi)
     position = (
