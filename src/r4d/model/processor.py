@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 from transformers import ProcessorMixin
 
 from r4d.errors import InputError
-from r4d.io.r4d_bench import REGION_TOKEN, format_prompt
+from r4d.io.r4d_bench import REGION_TOKEN, SOM_PREAMBLE, format_prompt
 from r4d.model.config import RESAMPLE, StudentConfig
 from r4d.model.tokenizer import IM_END, IM_START
 
@@ -340,8 +340,10 @@ class StudentProcessor(ProcessorMixin):
 
     def _regions(self, question: str, regions, tiles: int) -> list:
         """(token id, key frame's index, mask weights) of every `<obj_N>` the question names,
-        for the region-token path; the key frame is the first frame, after the SoM tiles."""
-        tokens = list(dict.fromkeys(m.group(0) for m in REGION_TOKEN.finditer(question)))
+        for the region-token path; the key frame is the first frame, after the SoM tiles. The
+        SoM preamble's `<obj_1>, <obj_2>, etc.` are examples of the labels, not references."""
+        named = question.replace(SOM_PREAMBLE, "")
+        tokens = list(dict.fromkeys(m.group(0) for m in REGION_TOKEN.finditer(named)))
         regions = regions or {}
         missing = [t for t in tokens if t not in regions]
         if missing and (self.region_tokens or not tiles):
