@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -9,8 +10,15 @@ import pytest
 import torch
 
 from conftest import make_scene, obj
+from r4d.errors import InputError
+from r4d.io.masks import decode_mask
+from r4d.model import build_student
 from r4d.model.modeling import R4DStudent
+from r4d.model.processor import StudentProcessor
+from r4d.model.tokenizer import train_tokenizer
+from r4d.train.data import example_sample, load_source
 from r4d.train.pretrain import TARGETS, PretrainSettings, patch_labels, pretrain
+from r4d.world.bench import scene_view_of
 from r4d.world.questions.generic import build_generic
 
 FOUR_D = ("depth", "flow", "motion", "camray", "ray", "time", "speed", "velocity", "moving")
@@ -54,3 +62,32 @@ def test_pretraining_resumes_to_identical_weights(small_world, small_bench, tmp_
     b = R4DStudent.from_pretrained(tmp_path / "resumed" / "student")
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_marked_region_rows_carry_their_mask_for_region_tokens(small_world, small_bench, tmp_path):
+    """A generic `<obj_1>` row holds the key frame's mask of the object it asks about, so a
+    student with region tokens trains on it (and the token pools under that mask)."""
+    bench = tmp_path / "bench"
+    shutil.copytree(small_bench, bench)
+    rows = json.loads(build_generic(small_world, bench, "train").read_text())
+    marked = [r for r in rows if "<obj_1>" in r["conversations"][0]["value"]]
+    assert marked and all(r["regions"][0]["token"] == "<obj_1>" for r in marked)
+    assert not [r for r in rows if "regions" in r and r not in marked]
+    row = marked[0]
+    view = scene_view_of(small_world / row["id"][len("generic_") : -3])
+    mask = decode_mask(row["regions"][0]["mask"])
+    (k,) = [k for k in view.regions if np.array_equal(mask, view.mask(k))]
+    answer = row["options"][row["answer_index"]]
+    assert answer in (view.scene.objects[k].color, view.scene.objects[k].shape)
+    examples = load_source({"kind": "llava", "path": str(bench / "generic_train.json")})
+    tok = train_tokenizer([r["conversations"][0]["value"] for r in rows], vocab_size=400)
+    student = build_student("tiny", tok, region_tokens=True)
+    sample = example_sample(examples[rows.index(row)], StudentProcessor(tok, student.config), 4)
+    ((token, visual, weights),) = sample.regions
+    assert token == tok.convert_tokens_to_ids("<obj_1>") and visual == 1  # after the SoM tile
+    assert weights.sum() > 0
+    bad = dict(row, regions=[{"token": "<obj_1>"}])
+    (tmp_path / "bad.json").write_text(json.dumps([bad]))
+    (ex,) = load_source({"kind": "llava", "path": str(tmp_path / "bad.json"), "root": bench})
+    with pytest.raises(InputError, match=row["id"]):
+        example_sample(ex, StudentProcessor(tok, student.config), 4)

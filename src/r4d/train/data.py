@@ -28,6 +28,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from r4d.errors import InputError
+from r4d.io.masks import decode_mask
 from r4d.io.r4d_bench import BenchItem, format_prompt, load_items
 from r4d.model.answer import option_text
 from r4d.model.data import item_sample, item_visuals, sampled_video
@@ -121,6 +122,7 @@ def example_sample(
     row = ex.item
     question = _PLACEHOLDER.sub("", row["conversations"][0]["value"]).strip()
     answer = str(row["conversations"][1]["value"]) if with_answer else None
+    regions = row_regions(row, ex.root) or None
     if features is not None:
         visuals = example_visuals(ex, frames)
         times, duration, fps, indices = [0.0], None, None, None
@@ -129,7 +131,15 @@ def example_sample(
             times, duration, fps, indices = clip.times, clip.duration, clip.fps, clip.indices
         has_som = bool(row.get("video") and row.get("image"))
         sample = processor.build_from_features(
-            question, features.features(visuals), times, None, has_som, None, duration, fps, answer
+            question,
+            features.features(visuals),
+            times,
+            None,
+            has_som,
+            regions,
+            duration,
+            fps,
+            answer,
         )
         sample.frame_indices = list(indices) if indices is not None else None
         return sample
@@ -143,9 +153,27 @@ def example_sample(
     else:
         clip = np.asarray(Image.open(ex.root / row["image"]).convert("RGB"))[None]
         times, duration, fps = [0.0], None, None
-    sample = processor.build(question, clip, times, None, som, None, duration, fps, answer)
+    sample = processor.build(question, clip, times, None, som, regions, duration, fps, answer)
     sample.frame_indices = indices
     return sample
+
+
+def row_regions(row: dict, where) -> dict[str, np.ndarray]:
+    """A LLaVA row's optional `regions` ([{"token": "<obj_N>", "mask": COCO RLE}], the key
+    frame's masks, as R4D-Bench rows carry them) as {token: (H, W) bool}."""
+    regions = row.get("regions") or []
+    if not isinstance(regions, list):
+        raise InputError("`regions` must be a list", where=where, field=f"{row.get('id')}.regions")
+    out = {}
+    for r in regions:
+        if not isinstance(r, dict) or not isinstance(r.get("token"), str) or "mask" not in r:
+            raise InputError(
+                'each region needs "token" and "mask"',
+                where=where,
+                field=f"{row.get('id')}.regions",
+            )
+        out[r["token"]] = decode_mask(r["mask"], where, f"{row.get('id')}.regions.mask")
+    return out
 
 
 def text_corpus(sources: list[list[Example]]):

@@ -64,7 +64,9 @@ def generic_questions(scene, regions: list[int], rng, balancer: PositionBalancer
 
 def build_generic(world, root, split: str = "train", seed: int = 0) -> Path:
     """Write `root/generic_<split>.json` (LLaVA-style conversations over R4D-Sim's videos at
-    `root/videos/r4dsim/`, SoM images under `root/images/generic/`) for the split's scenes."""
+    `root/videos/r4dsim/`, SoM images under `root/images/generic/`) for the split's scenes.
+    A marked-region row also carries `regions`: `<obj_1>`'s key-frame mask (COCO RLE, as
+    R4D-Bench rows do), for students with region tokens; other LLaVA readers ignore it."""
     world, root = Path(world), Path(root)
     rows, balancer = [], PositionBalancer(np.random.default_rng([seed, 9]))
     for folder in sorted(world.glob("scene_*")):
@@ -82,12 +84,15 @@ def build_generic(world, root, split: str = "train", seed: int = 0) -> Path:
             }
             if q["region"] is not None:
                 image = f"images/generic/{folder.name}_{n:02d}.png"
+                mask = encode_mask(view.mask(q["region"]))
                 if not (root / image).is_file():
                     (root / image).parent.mkdir(parents=True, exist_ok=True)
-                    box = mask_box(encode_mask(view.mask(q["region"])))
                     with atomic_path(root / image) as tmp:
-                        draw_som(view.signals["rgb"][0], [box], ["<obj_1>"]).save(tmp, format="PNG")
+                        draw_som(view.signals["rgb"][0], [mask_box(mask)], ["<obj_1>"]).save(
+                            tmp, format="PNG"
+                        )
                 row["image"] = image
+                row["regions"] = [{"token": "<obj_1>", "mask": mask}]
             prompt = format_prompt(q["question"], q["options"], q["region"] is not None)
             answer = f"({LETTERS[q['answer']]}) {q['options'][q['answer']]}"
             row["options"], row["answer_index"] = q["options"], q["answer"]
