@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoTokenizer
 
 from r4d.errors import InputError
@@ -154,13 +155,21 @@ def test_region_token_path_sends_gradients_to_the_projector(tokenizer):
         grads.append(torch.cat([q.grad.flatten() for q in model.projector.parameters()]))
     assert "regions" in rproc.collate([sample])
     assert not torch.allclose(grads[0], grads[1])
-    # The pooled embedding is the mask-weighted mean of the key frame's E_p tokens.
+    # The added embedding is E_p on the key frame's patches averaged under the mask, as one
+    # uniform 3x3 block; only the <obj_1> position receives it.
     batch = rproc.collate([sample])
-    visual = region.encode_visuals(batch["pixel_values"], batch["visual_times"])
-    added = region._region_embeddings(batch["input_ids"], visual, batch["regions"])
+    inputs = region.projector_inputs(batch["pixel_values"], batch["visual_times"])
+    added = region._region_embeddings(batch["input_ids"], inputs, batch["regions"])
     where = batch["input_ids"][0] == tokenizer.convert_tokens_to_ids("<obj_1>")
     assert where.sum() == 1 and added[0][~where].abs().max() == 0
-    assert added[0][where].abs().max() > 0
+    patch = region.config.vision["patch_size"]
+    weights = F.avg_pool2d(batch["regions"]["masks"][:1, None].float(), patch).flatten()
+    key = inputs[batch["regions"]["visual"][0]]
+    pooled = (weights[:, None] * key).sum(0) / weights.sum()
+    expected = region.projector(pooled.expand(1, 9, -1).contiguous())[0, 0]
+    torch.testing.assert_close(added[0][where][0], expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(InputError, match="E_p inputs"):
+        region.embed(batch["input_ids"], region.projector(inputs), batch["regions"])
 
 
 def test_time_cues_marks_and_prompt(tokenizer):

@@ -79,10 +79,12 @@ def score_options(
     the cache is gathered to one row per option and only the short continuations run again."""
     tok = processor.tokenizer
     batch = {k: _to(v, model.device) for k, v in processor.collate(samples, "left").items()}
-    visual = model.encode_visuals(
+    inputs = model.projector_inputs(
         batch.get("pixel_values"), batch["visual_times"], fused, batch.get("features")
     )
-    embeds, _ = model.embed(batch["input_ids"], visual, batch.get("regions"))
+    embeds, _ = model.embed(
+        batch["input_ids"], model.projector(inputs), batch.get("regions"), inputs
+    )
     mask = batch["attention_mask"]
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
     out = model.llm(

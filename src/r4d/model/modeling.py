@@ -9,8 +9,8 @@ Data flow for a batch (paper Sec. 4.1, Fig. 2):
 - `embed`: the LLM's token embeddings, with the visual slots (`visual_token_id`, an id outside
   the vocabulary: found by an explicit boolean mask of the input ids, and replaced before the
   lookup so the embedding table never sees it) filled by the visual embeddings in order; with
-  region tokens on, each `<obj_N>` position also receives the key frame's E_p features pooled
-  under that region's mask.
+  region tokens on, each `<obj_N>` position also receives E_p applied to the key frame's E_p
+  inputs pooled under that region's mask on the patch grid.
 - the LLM and its lm_head (D_head) give logits; the last layer's hidden states at the visual
   positions (`StudentOutput.visual_mask`) are the student latents that P4D distils.
 
@@ -48,7 +48,7 @@ from r4d.io.atomic import atomic_dir, atomic_path, match_umask, write_text
 from r4d.io.weights import check_shapes, weight_shapes
 from r4d.model.config import StudentConfig
 from r4d.model.processor import StudentProcessor
-from r4d.model.projector import DownsampleProjector, space_to_channel
+from r4d.model.projector import DownsampleProjector
 from r4d.model.tpe import timestamp_encoding
 
 WEIGHTS = "model.safetensors"
@@ -124,14 +124,15 @@ class R4DStudent(PreTrainedModel, GenerationMixin):
         out = self.vision(pixel_values=pixel_values, output_hidden_states=True)
         return out.hidden_states[self.config.feature_layer]
 
-    def encode_visuals(
+    def projector_inputs(
         self,
         pixel_values: torch.Tensor | None,
         times: torch.Tensor,
         fused: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(V, 3, S, S) images and their timestamps (V,) (NaN: no time) -> (V, T, H).
+        """(V, 3, S, S) images and their timestamps (V,) (NaN: no time) -> (V, P, C), what E_p
+        reads: E_v's features (+ the fusion baseline's F_4D) + TPE(t).
 
         `features` (V, P, C): E_v's outputs for the images (`vision_features`, e.g. read from a
         `r4d.model.features.FeatureCache`) in place of the images; E_v is then skipped.
@@ -159,16 +160,28 @@ class R4DStudent(PreTrainedModel, GenerationMixin):
             enc = timestamp_encoding(torch.nan_to_num(times), features.shape[-1])
             enc = enc.to(features.dtype) * known[:, None].to(features.dtype)
             features = features + enc[:, None, :]
-        return self.projector(features)
+        return features
+
+    def encode_visuals(
+        self,
+        pixel_values: torch.Tensor | None,
+        times: torch.Tensor,
+        fused: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(V, 3, S, S) images and their timestamps (V,) -> (V, T, H): E_p on
+        `projector_inputs` (same arguments)."""
+        return self.projector(self.projector_inputs(pixel_values, times, fused, features))
 
     # -- the LLM's input embeddings ------------------------------------------------------------
 
     def embed(
-        self, input_ids, visual_embeds=None, regions=None
+        self, input_ids, visual_embeds=None, regions=None, projector_inputs=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token embeddings with visual slots filled; returns (embeddings, visual mask). The
         slots' ids are replaced before the lookup (they are in no vocabulary); the slots must
-        take every visual embedding (V images x T), or none when `visual_embeds` is None."""
+        take every visual embedding (V images x T), or none when `visual_embeds` is None.
+        `regions` (region tokens on) need the images' `projector_inputs` (V, P, C) too."""
         visual_mask = input_ids == self.config.visual_token_id
         embeds = self.llm.get_input_embeddings()(input_ids.masked_fill(visual_mask, 0))
         slots = int(visual_mask.sum())
@@ -189,24 +202,30 @@ class R4DStudent(PreTrainedModel, GenerationMixin):
         flat = visual_embeds.reshape(-1, visual_embeds.shape[-1]).to(embeds.dtype)
         embeds = embeds.masked_scatter(visual_mask[..., None], flat)
         if regions is not None and self.config.region_tokens:
-            embeds = embeds + self._region_embeddings(input_ids, visual_embeds, regions)
+            if projector_inputs is None:
+                raise InputError(
+                    "region tokens need the images' E_p inputs, not only E_p's outputs",
+                    field="projector_inputs",
+                )
+            added = self._region_embeddings(input_ids, projector_inputs, regions)
+            embeds = embeds + added.to(embeds.dtype)
         return embeds, visual_mask
 
-    def _region_embeddings(self, input_ids, visual_embeds, regions) -> torch.Tensor:
-        """At every `<obj_N>` position, the key frame's E_p features averaged under its mask.
+    def _region_embeddings(self, input_ids, projector_inputs, regions) -> torch.Tensor:
+        """At every `<obj_N>` position, E_p applied to the key frame's E_p inputs averaged
+        under its mask on the patch grid, as if that average filled a whole E_p block.
 
-        The mask (R, S, S) is averaged over each patch and summed over each E_p block, so the
-        weights follow the same grid, padding and order as E_p's tokens."""
+        Pooling on E_v's patches rather than on E_p's tokens keeps the region apart from its
+        neighbours: one E_p token covers 3x3 patches (24 px at the tiny size), more than a
+        whole object of the world, so a block's average mixes it with the floor and others."""
         patch = int(self.config.vision["patch_size"])
         per_patch = F.avg_pool2d(regions["masks"][:, None].float(), patch)[:, 0]  # (R, p, p)
-        side = per_patch.shape[-1]
-        weights = space_to_channel(
-            per_patch.reshape(len(per_patch), -1, 1), side, side, self.config.downsample
-        ).sum(-1)
+        weights = per_patch.flatten(1)
         weights = weights / weights.sum(-1, keepdim=True).clamp_min(1e-6)
-        pooled = torch.einsum(
-            "rt,rth->rh", weights.to(visual_embeds.dtype), visual_embeds[regions["visual"]]
-        )
+        chosen = projector_inputs[regions["visual"]]  # (R, P, C)
+        pooled = torch.einsum("rp,rpc->rc", weights.to(chosen.dtype), chosen)
+        block = self.config.downsample**2
+        pooled = self.projector(pooled[:, None, :].expand(-1, block, -1).contiguous())[:, 0]
         where = (input_ids[regions["batch"]] == regions["token"][:, None]).to(pooled.dtype)
         added = torch.zeros(
             *input_ids.shape, pooled.shape[-1], dtype=pooled.dtype, device=pooled.device
@@ -247,8 +266,11 @@ class R4DStudent(PreTrainedModel, GenerationMixin):
                     )
                 count = len(pixel_values if features is None else features)
                 visual_times = torch.full((count,), float("nan"), device=self.device)
-            visual_embeds = self.encode_visuals(pixel_values, visual_times, fused, features)
-        embeds, visual_mask = self.embed(input_ids, visual_embeds, regions)
+            inputs = self.projector_inputs(pixel_values, visual_times, fused, features)
+            visual_embeds = self.projector(inputs)
+        else:
+            inputs = None
+        embeds, visual_mask = self.embed(input_ids, visual_embeds, regions, inputs)
         if num_items_in_batch is not None:
             kwargs["num_items_in_batch"] = num_items_in_batch
         out = self.llm(
