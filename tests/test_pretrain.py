@@ -17,15 +17,22 @@ from r4d.model.modeling import R4DStudent
 from r4d.model.processor import StudentProcessor
 from r4d.model.tokenizer import train_tokenizer
 from r4d.train.data import example_sample, load_source
-from r4d.train.pretrain import TARGETS, PretrainSettings, patch_labels, pretrain
+from r4d.train.pretrain import (
+    INSTANCE_SLOTS,
+    TARGETS,
+    PretrainSettings,
+    instance_labels,
+    patch_labels,
+    pretrain,
+)
 from r4d.world.bench import scene_view_of
-from r4d.world.questions.generic import build_generic
+from r4d.world.questions.generic import KINDS, build_generic
 
 FOUR_D = ("depth", "flow", "motion", "camray", "ray", "time", "speed", "velocity", "moving")
 
 
 def test_vision_targets_hold_no_4d_content():
-    assert TARGETS == ("colour", "shape", "boundary")
+    assert TARGETS == ("colour", "shape", "boundary", "instance_colour", "instance_shape")
     assert not [t for t in TARGETS for word in FOUR_D if word in t]
 
 
@@ -35,12 +42,29 @@ def test_patch_labels_from_instance_ids():
     ids[:2, :2] = 1  # the blue box fills the top-left 2x2 pixels
     ids[4:, 3:] = 2  # the red sphere the bottom right
     labels = patch_labels(ids, scene, grid=3)  # 2x2-pixel patches
-    colour, shape, boundary = (labels[t].reshape(3, 3) for t in TARGETS)
+    colour, shape, boundary = (labels[t].reshape(3, 3) for t in TARGETS[:3])
     blue, red = 1 + ["red", "green", "blue"].index("blue"), 1
     # patch centres are pixels 1, 3, 5: (2, 1) and (2, 2) fall on the sphere
     assert colour.tolist() == [[blue, 0, 0], [0, 0, 0], [0, red, red]]
     assert shape.tolist() == [[1, 0, 0], [0, 0, 0], [0, 2, 2]]  # box = 1, sphere = 2
     assert boundary.tolist() == [[0, 0, 0], [0, 0, 0], [0, 1, 0]]  # (2, 1) holds 0 and 2
+
+
+def test_instance_labels_pool_each_visible_mask():
+    scene = make_scene(
+        [obj("box", color="blue"), obj("sphere", color="red"), obj("cylinder", color="green")]
+    )
+    ids = np.zeros((6, 6), np.uint8)
+    ids[:2, :2] = 1  # the box fills the top-left patch
+    ids[4:, 3:] = 2  # the sphere: half of patch (2, 1), all of (2, 2)
+    ids[3, 3] = 3  # the cylinder shows one pixel: too little to ask about
+    labels = instance_labels(ids, scene, grid=3)
+    weights = labels["weights"].reshape(INSTANCE_SLOTS, 3, 3)
+    assert weights[0].tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
+    assert weights[1].tolist() == [[0, 0, 0], [0, 0, 0], [0, 0.5, 1]]
+    assert not weights[2:].any()
+    assert labels["instance_colour"].tolist()[:3] == [2, 0, -100]  # blue, red, ignored
+    assert labels["instance_shape"].tolist() == [0, 1] + [-100] * (INSTANCE_SLOTS - 2)
 
 
 @pytest.mark.slow
@@ -57,6 +81,8 @@ def test_pretraining_resumes_to_identical_weights(small_world, small_bench, tmp_
     assert killed == {"stopped_at": ("vision", 2)}  # as if killed after step 2's checkpoint
     resumed = pretrain(small_world, bench, tmp_path / "resumed", settings, progress=False)
     assert straight["targets"] == list(TARGETS) and straight["generic_val"]["n"] == 8
+    kinds = straight["generic_val"]["kinds"]
+    assert set(kinds) <= set(KINDS) and sum(k["n"] for k in kinds.values()) == 8
     assert resumed["generic_val"] == straight["generic_val"]
     a = R4DStudent.from_pretrained(tmp_path / "straight" / "student")
     b = R4DStudent.from_pretrained(tmp_path / "resumed" / "student")
@@ -78,7 +104,9 @@ def test_marked_region_rows_carry_their_mask_for_region_tokens(small_world, smal
     mask = decode_mask(row["regions"][0]["mask"])
     (k,) = [k for k in view.regions if np.array_equal(mask, view.mask(k))]
     answer = row["options"][row["answer_index"]]
-    assert answer in (view.scene.objects[k].color, view.scene.objects[k].shape)
+    obj = view.scene.objects[k]
+    assert answer == {"region_colour": obj.color, "region_shape": obj.shape}[row["kind"]]
+    assert {r["kind"] for r in rows} == set(KINDS)  # each row says what it asks
     examples = load_source({"kind": "llava", "path": str(bench / "generic_train.json")})
     tok = train_tokenizer([r["conversations"][0]["value"] for r in rows], vocab_size=400)
     student = build_student("tiny", tok, region_tokens=True)

@@ -335,8 +335,18 @@ def pretrain_command(
     world: Path = typer.Option(..., help="A world folder (its train-split scenes' frames)."),
     bench: Path = typer.Option(..., help="R4D-Sim folder with generic_train/val.json."),
     out: Path = typer.Option(..., help="Where the stages and the base student (OUT/student) go."),
-    vision_steps: int = typer.Option(600, min=1, help="E_v 2D-perception steps."),
-    align_steps: int = typer.Option(600, min=1, help="E_p + LLM steps on generic questions."),
+    vision_steps: int | None = typer.Option(
+        None, min=1, help="E_v 2D-perception steps (default: PretrainSettings')."
+    ),
+    align_steps: int | None = typer.Option(
+        None, min=1, help="E_p + LLM steps on generic questions (default: PretrainSettings')."
+    ),
+    align_frames: int | None = typer.Option(
+        None, min=1, help="Frames a generic question shows (default: PretrainSettings')."
+    ),
+    region_tokens: bool = typer.Option(
+        True, help="<obj_N> carries its mask-pooled patch features (beyond the paper)."
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """Build the base student (the world's NVILA-Lite): E_v on per-frame 2D perception, then
@@ -345,7 +355,12 @@ def pretrain_command(
 
     from r4d.train.pretrain import PretrainSettings, pretrain
 
-    settings = PretrainSettings(vision_steps=vision_steps, align_steps=align_steps, seed=seed)
+    given = {"vision_steps": vision_steps, "align_steps": align_steps, "align_frames": align_frames}
+    settings = PretrainSettings(
+        **{k: v for k, v in given.items() if v is not None},
+        region_tokens=region_tokens,
+        seed=seed,
+    )
     summary = pretrain(world, bench, out, settings)
     typer.echo(json.dumps({k: summary[k] for k in ("vision", "generic_val")}, indent=1))
     typer.echo(f"base student: {out / 'student'}")

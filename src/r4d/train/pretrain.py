@@ -6,10 +6,13 @@ from scratch, with no depth, motion or time in any target:
 
 1. **vision**: E_v learns per-frame 2D perception. Every frame of the train-split scenes is a
    separate image; on E_v's `feature_layer` grid (the one E_p reads), linear probes predict
-   per patch the `TARGETS`: the colour and the shape of the object under the patch centre (or
-   none) and whether the patch holds an instance boundary (more than one instance id in it).
-   The labels come from the world's instance ids and scene descriptions; E_v is trained with
-   the probes, which are then dropped.
+   the `TARGETS`: per patch, the colour and the shape of the object under the patch centre
+   (or none) and whether the patch holds an instance boundary (more than one instance id in
+   it); per visible instance, its colour and shape from E_v's patches averaged under its mask
+   (what a region token reads), so that shape is learnt from a silhouette, not from the one
+   pixel at a patch centre, where a box's flat face looks like a cylinder's. The labels come
+   from the world's instance ids and scene descriptions; E_v is trained with the probes,
+   which are then dropped.
 2. **align**: E_v frozen, E_p and the LLM train on the generic questions
    (`r4d.world.questions.generic`: colour, shape, count, presence, the marked region) under
    Tune-P+LLM, then held-out (val-split) generic accuracy is measured by option scoring.
@@ -49,20 +52,39 @@ from r4d.train.loop import LoopSettings, fit, make_accelerator
 from r4d.train.run import load_student
 from r4d.train.trainer import train
 from r4d.world.files import load_signals
+from r4d.world.sample import OBJECT_COUNT_RANGE
 from r4d.world.scene import COLORS, SHAPES, Scene
 
-TARGETS = ("colour", "shape", "boundary")  # per patch, per frame: 2D only, no depth/motion/time
-CLASSES = {"colour": len(COLORS) + 1, "shape": len(SHAPES) + 1, "boundary": 1}
+# Per frame, 2D only (no depth, motion or time): three per patch, two per visible instance.
+TARGETS = ("colour", "shape", "boundary", "instance_colour", "instance_shape")
+CLASSES = {
+    "colour": len(COLORS) + 1,
+    "shape": len(SHAPES) + 1,
+    "boundary": 1,
+    "instance_colour": len(COLORS),
+    "instance_shape": len(SHAPES),
+}
+PATCH_TARGETS = TARGETS[:3]
+INSTANCE_SLOTS = OBJECT_COUNT_RANGE[1]  # instances a frame can hold (padding: label -100)
+MIN_INSTANCE_PIXELS = 4  # fewer visible pixels: too little silhouette to ask about
 
 
 @dataclass
 class PretrainSettings:
-    vision_steps: int = 600
+    vision_steps: int = 3000  # 4 epochs of 1,500 scenes' frames (mirrored), about 6 min here
     vision_batch: int = 64  # frames
     vision_lr: float = 1e-3
-    align_steps: int = 600
-    align_batch: int = 8
+    mirror: bool = True  # E_v also trains on every frame flipped left to right
+    align_steps: int = 1500
+    align_batch: int = 16
     align_lr: float = 1e-3
+    # Video frames a generic question shows: its answer holds in every frame, and 4 frames
+    # cost a quarter of 16 (the fine-tunes then show their own count).
+    align_frames: int = 4
+    # `<obj_N>` also carries E_p on E_v's patches pooled under its mask (beyond the paper,
+    # whose NVILA reads the marked region off the SoM image only): the from-scratch LLM then
+    # reads a region's colour at once instead of searching the SoM tile's tokens for it.
+    region_tokens: bool = True
     vocab_size: int = 4096
     seed: int = 0
     val_items: int = 400  # held-out generic questions scored
@@ -92,18 +114,58 @@ def patch_labels(ids: np.ndarray, scene: Scene, grid: int) -> dict[str, np.ndarr
     }
 
 
-class FrameLabels(torch.utils.data.Dataset):
-    """Every sampled frame of some scenes as (E_v pixels, per-patch labels)."""
+def instance_labels(ids: np.ndarray, scene: Scene, grid: int) -> dict[str, np.ndarray]:
+    """Per instance slot k (objects[k]) of one frame's instance ids (H, W): "weights" (slots,
+    grid*grid), the fraction of each patch its mask covers, and its colour / shape class, or
+    -100 (ignored) where it shows fewer than MIN_INSTANCE_PIXELS pixels or the slot is empty."""
+    h, w = ids.shape
+    edges_r = np.linspace(0, h, grid + 1).astype(int)
+    edges_c = np.linspace(0, w, grid + 1).astype(int)
+    weights = np.zeros((INSTANCE_SLOTS, grid * grid), np.float32)
+    colour = np.full(INSTANCE_SLOTS, -100, np.int64)
+    shape = np.full(INSTANCE_SLOTS, -100, np.int64)
+    for k, o in enumerate(scene.objects[:INSTANCE_SLOTS]):
+        mask = ids == k + 1
+        if mask.sum() < MIN_INSTANCE_PIXELS:
+            continue
+        cover = np.add.reduceat(
+            np.add.reduceat(mask.astype(np.float32), edges_r[:-1], 0), edges_c[:-1], 1
+        )
+        area = np.outer(np.diff(edges_r), np.diff(edges_c))
+        weights[k] = (cover / area).reshape(-1)
+        colour[k], shape[k] = list(COLORS).index(o.color), SHAPES.index(o.shape)
+    return {"weights": weights, "instance_colour": colour, "instance_shape": shape}
 
-    def __init__(self, folders: list[Path], processor: StudentProcessor, progress: bool = True):
+
+class FrameLabels(torch.utils.data.Dataset):
+    """Every sampled frame of some scenes as (E_v pixels, per-patch and per-instance labels).
+
+    `mirror`: each frame also enters flipped left to right, labels computed on the flipped
+    instance ids. Shape and colour do not change in a mirror, but an object's place, size and
+    neighbours do, so E_v cannot learn its shape by recognising the object (300 training
+    scenes hold only about 1,200 objects)."""
+
+    def __init__(
+        self,
+        folders: list[Path],
+        processor: StudentProcessor,
+        progress: bool = True,
+        mirror: bool = False,
+    ):
         config = processor.config
-        pixels, labels = [], {t: [] for t in TARGETS}
+        pixels, labels = [], {t: [] for t in (*TARGETS, "weights")}
         for folder in tqdm(folders, desc="frames", disable=not progress):
             scene = Scene.load(folder / "scene.json")
             signals = load_signals(folder / "signals.safetensors")
-            for rgb, ids in zip(signals["rgb"], signals["ids"], strict=True):
+            views = [(signals["rgb"], signals["ids"])]
+            if mirror:
+                views.append((signals["rgb"][:, :, ::-1], signals["ids"][:, :, ::-1]))
+            for rgb, ids in (pair for view in views for pair in zip(*view, strict=True)):
+                rgb, ids = np.ascontiguousarray(rgb), np.ascontiguousarray(ids)
                 pixels.append(processor.pixels(rgb))
-                for k, v in patch_labels(ids, scene, config.patch_side).items():
+                frame = patch_labels(ids, scene, config.patch_side)
+                frame |= instance_labels(ids, scene, config.patch_side)
+                for k, v in frame.items():
                     labels[k].append(torch.from_numpy(v))
         if not pixels:
             raise InputError("no scenes to pretrain on", field="world")
@@ -126,20 +188,27 @@ class VisionProbes(nn.Module):
         width = student.vision.config.hidden_size
         self.probes = nn.ModuleDict({t: nn.Linear(width, CLASSES[t]) for t in TARGETS})
 
-    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per patch (B, P, classes) and per instance slot (B, slots, classes);
+        `weights` (B, slots, P): each slot's mask coverage of the patches."""
         out = self.vision(pixel_values=pixels, output_hidden_states=True)
         tokens = out.hidden_states[self.layer]  # (B, P, C)
-        return {t: probe(tokens) for t, probe in self.probes.items()}
+        norm = weights / weights.sum(-1, keepdim=True).clamp_min(1e-6)
+        pooled = torch.einsum("bkp,bpc->bkc", norm.to(tokens.dtype), tokens)
+        return {
+            t: probe(tokens if t in PATCH_TARGETS else pooled) for t, probe in self.probes.items()
+        }
 
 
 def probe_losses(logits: dict, labels: dict) -> dict[str, torch.Tensor]:
-    return {
-        "colour": F.cross_entropy(logits["colour"].flatten(0, 1), labels["colour"].flatten()),
-        "shape": F.cross_entropy(logits["shape"].flatten(0, 1), labels["shape"].flatten()),
-        "boundary": F.binary_cross_entropy_with_logits(
-            logits["boundary"][..., 0], labels["boundary"]
-        ),
-    }
+    def classes(t):  # the instance targets' padding slots (-100) are ignored
+        return F.cross_entropy(logits[t].flatten(0, 1), labels[t].flatten(), ignore_index=-100)
+
+    out = {t: classes(t) for t in TARGETS if t != "boundary"}
+    out["boundary"] = F.binary_cross_entropy_with_logits(
+        logits["boundary"][..., 0], labels["boundary"]
+    )
+    return out
 
 
 @torch.no_grad()
@@ -149,18 +218,20 @@ def probe_accuracy(model: VisionProbes, data: FrameLabels, batch: int = 256) -> 
     model.eval()
     guesses = {t: [] for t in TARGETS}
     for a in range(0, len(data), batch):
-        logits = model(data.pixels[a : a + batch])
-        guesses["colour"].append(logits["colour"].argmax(-1))
-        guesses["shape"].append(logits["shape"].argmax(-1))
-        guesses["boundary"].append((logits["boundary"][..., 0] > 0).float())
+        logits = model(data.pixels[a : a + batch], data.labels["weights"][a : a + batch])
+        for t in TARGETS:
+            guess = logits[t].argmax(-1) if t != "boundary" else logits[t][..., 0] > 0
+            guesses[t].append(guess.to(data.labels[t].dtype))
     out = {}
     for t in TARGETS:
         guess, truth = torch.cat(guesses[t]).flatten(), data.labels[t].flatten()
+        if t not in PATCH_TARGETS:  # instance slots that hold a visible instance
+            guess, truth = guess[truth >= 0], truth[truth >= 0]
         row = {
             "accuracy": 100 * (guess == truth).float().mean().item(),
             "majority": 100 * torch.bincount(truth.long()).max().item() / len(truth),
         }
-        if t != "boundary":
+        if t in ("colour", "shape"):
             on = truth > 0
             row["object_patches"] = 100 * (guess[on] == truth[on]).float().mean().item()
         out[t] = row
@@ -170,7 +241,7 @@ def probe_accuracy(model: VisionProbes, data: FrameLabels, batch: int = 256) -> 
 def _vision_stage(
     student, processor, world: Path, out: Path, s: PretrainSettings, progress, stop_at=None
 ):
-    train_frames = FrameLabels(scene_folders(world, "train"), processor, progress)
+    train_frames = FrameLabels(scene_folders(world, "train"), processor, progress, s.mirror)
     val_frames = FrameLabels(scene_folders(world, "val")[:40], processor, progress)
     accelerator = make_accelerator()
     set_seed(s.seed)
@@ -181,7 +252,8 @@ def _vision_stage(
 
     def loss_fn(model, batch):
         pixels, labels = batch
-        parts = probe_losses(model(pixels.to(device)), {k: v.to(device) for k, v in labels.items()})
+        labels = {k: v.to(device) for k, v in labels.items()}
+        parts = probe_losses(model(pixels.to(device), labels["weights"]), labels)
         return sum(parts.values()), parts
 
     def draw(rng, n):
@@ -226,7 +298,7 @@ def generic_accuracy(student, processor, bench: Path, split: str, limit: int, fr
     rng = np.random.default_rng(0)
     chosen = [examples[i] for i in sorted(rng.permutation(len(examples))[:limit])]
     student.eval()
-    hits, chance = [], []
+    hits, chance, kinds = [], [], []
     for a in range(0, len(chosen), 8):
         chunk = chosen[a : a + 8]
         samples = [example_sample(ex, processor, frames, with_answer=False) for ex in chunk]
@@ -234,11 +306,20 @@ def generic_accuracy(student, processor, bench: Path, split: str, limit: int, fr
         for ex, sc in zip(chunk, scores, strict=True):
             hits.append(int(sc.argmax()) == ex.item["answer_index"])
             chance.append(1 / len(ex.item["options"]))
-    return {
-        "n": len(hits),
-        "accuracy": 100 * float(np.mean(hits)),
-        "chance": 100 * float(np.mean(chance)),
+            kinds.append(ex.item.get("kind", "all"))
+
+    def summary(rows):
+        return {
+            "n": len(rows),
+            "accuracy": 100 * float(np.mean([hits[i] for i in rows])),
+            "chance": 100 * float(np.mean([chance[i] for i in rows])),
+        }
+
+    out = summary(range(len(hits)))
+    out["kinds"] = {
+        k: summary([i for i, kind in enumerate(kinds) if kind == k]) for k in sorted(set(kinds))
     }
+    return out
 
 
 def pretrain(
@@ -282,9 +363,15 @@ def pretrain(
         {
             "out": str(align_dir),
             "data": [{"kind": "llava", "path": str(bench / "generic_train.json")}],
-            "student": {"path": str(vision_dir / "student"), "time_cues": []},
+            "student": {
+                "path": str(vision_dir / "student"),
+                "time_cues": [],
+                "region_tokens": s.region_tokens,
+            },
             "recipe": {"name": "paper", "variant": "4d-sft"},
             "trainable": "tune-p+llm",
+            "frames": s.align_frames,
+            "feature_cache": "auto",  # E_v is frozen: its features are computed once
             "optim": {
                 "steps": s.align_steps,
                 "batch_size": s.align_batch,
@@ -301,7 +388,7 @@ def pretrain(
         return {"stopped_at": ("align", stop_at)}
     student, tokenizer = load_student(align_dir / "student")
     processor = StudentProcessor(tokenizer, student.config)
-    generic = generic_accuracy(student, processor, bench, "val", s.val_items)
+    generic = generic_accuracy(student, processor, bench, "val", s.val_items, s.align_frames)
     with atomic_dir(out / "student") as tmp:
         shutil.copytree(align_dir / "student", tmp, dirs_exist_ok=True)
     summary = {

@@ -23,42 +23,60 @@ from r4d.world.bench import scene_view_of, split_of
 from r4d.world.questions.options import PositionBalancer, place_answer
 from r4d.world.scene import COLORS, SHAPES
 
+KINDS = (
+    "count",
+    "colour_of_shape",
+    "shape_of_colour",
+    "presence",
+    "region_colour",
+    "region_shape",
+)
+
 
 def generic_questions(scene, regions: list[int], rng, balancer: PositionBalancer) -> list[dict]:
-    """[{"question", "options", "answer", "region"}] for one scene (answer = option index)."""
+    """[{"kind", "question", "options", "answer", "region"}] for one scene (answer = option
+    index; kind: one of KINDS)."""
     objects = scene.objects
     shapes = Counter(o.shape for o in objects)
     colours = Counter(o.color for o in objects)
     out = []
 
-    def add(question, options, answer, region=None):
+    def add(kind, question, options, answer, region=None):
         options, answer = place_answer(options, answer, balancer.next(len(options)), rng)
-        out.append({"question": question, "options": options, "answer": answer, "region": region})
+        out.append(
+            {"kind": kind, "question": question, "options": options, "answer": answer}
+            | {"region": region}
+        )
 
     counts = [str(n) for n in range(2, 7)]
-    add("How many objects are in the video?", counts, counts.index(str(len(objects))))
+    add("count", "How many objects are in the video?", counts, counts.index(str(len(objects))))
     for shape, n in shapes.items():
         if n == 1:
             colour = next(o.color for o in objects if o.shape == shape)
             others = [c for c in COLORS if c != colour]
             picks = [others[i] for i in rng.permutation(len(others))[:3]]
-            add(f"What colour is the {shape}?", [colour, *picks], 0)
+            add("colour_of_shape", f"What colour is the {shape}?", [colour, *picks], 0)
     for colour, n in colours.items():
         if n == 1:
             shape = next(o.shape for o in objects if o.color == colour)
-            add(f"What shape is the {colour} object?", list(SHAPES), SHAPES.index(shape))
+            add(
+                "shape_of_colour",
+                f"What shape is the {colour} object?",
+                list(SHAPES),
+                SHAPES.index(shape),
+            )
     present = {(o.color, o.shape) for o in objects}
     absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
     o = objects[int(rng.integers(len(objects)))]
     c, s = absent[int(rng.integers(len(absent)))]
-    add(f"Is there a {o.color} {o.shape} in the video?", ["yes", "no"], 0)
-    add(f"Is there a {c} {s} in the video?", ["yes", "no"], 1)
+    add("presence", f"Is there a {o.color} {o.shape} in the video?", ["yes", "no"], 0)
+    add("presence", f"Is there a {c} {s} in the video?", ["yes", "no"], 1)
     for k in regions:
         obj = objects[k]
         others = [c for c in COLORS if c != obj.color]
         picks = [others[i] for i in rng.permutation(len(others))[:3]]
-        add("What colour is <obj_1>?", [obj.color, *picks], 0, k)
-        add("What shape is <obj_1>?", list(SHAPES), SHAPES.index(obj.shape), k)
+        add("region_colour", "What colour is <obj_1>?", [obj.color, *picks], 0, k)
+        add("region_shape", "What shape is <obj_1>?", list(SHAPES), SHAPES.index(obj.shape), k)
     return out
 
 
@@ -80,6 +98,7 @@ def build_generic(world, root, split: str = "train", seed: int = 0) -> Path:
         for n, q in enumerate(generic_questions(view.scene, view.regions, rng, balancer)):
             row = {
                 "id": f"generic_{folder.name}_{n:02d}",
+                "kind": q["kind"],
                 "video": f"videos/r4dsim/{folder.name}.mp4",
             }
             if q["region"] is not None:
