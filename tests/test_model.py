@@ -85,19 +85,16 @@ def test_tpe_off_leaves_the_model_unchanged_and_on_adds_eq5(tokenizer):
     pixels = torch.randn(3, 3, 72, 72)
     times = torch.tensor([float("nan"), 0.0, 2.5])
     hs = plain.vision(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
-    assert torch.equal(plain.encode_visuals(pixels, times), plain.projector(hs))
-    with_tpe = timed.projector(
+    assert torch.equal(plain.projector_inputs(pixels, times), hs)
+    with_tpe = (
         hs
         + timestamp_encoding(torch.nan_to_num(times), 96)[:, None]
         * torch.tensor([0.0, 1.0, 1.0])[:, None, None]
     )
-    assert torch.allclose(timed.encode_visuals(pixels, times), with_tpe, atol=1e-6)
-    assert torch.equal(
-        timed.encode_visuals(pixels, times)[0], plain.encode_visuals(pixels, times)[0]
-    )
-    assert not torch.allclose(
-        timed.encode_visuals(pixels, times)[2], plain.encode_visuals(pixels, times)[2]
-    )
+    timed_inputs, plain_inputs = timed.projector_inputs(pixels, times), hs
+    assert torch.allclose(timed_inputs, with_tpe, atol=1e-6)
+    assert torch.equal(timed.projector(timed_inputs)[0], plain.projector(plain_inputs)[0])
+    assert not torch.allclose(timed.projector(timed_inputs)[2], plain.projector(plain_inputs)[2])
 
 
 @pytest.mark.parametrize(("h", "w"), [(9, 9), (8, 8), (7, 7), (5, 7), (4, 11)])
@@ -133,7 +130,9 @@ def test_visual_slots_sit_between_separators_and_get_the_visual_embeddings(token
     assert all(e - s == model.config.tokens_per_image for s, e in zip(starts, ends, strict=True))
     assert all(ids[e] == model.config.separator_token_id for e in ends)
     batch = proc.collate([sample])
-    visual_embeds = model.encode_visuals(batch["pixel_values"], batch["visual_times"])
+    visual_embeds = model.projector(
+        model.projector_inputs(batch["pixel_values"], batch["visual_times"])
+    )
     embeds, mask = model.embed(batch["input_ids"], visual_embeds)
     assert (mask[0].numpy() == visual).all()
     assert torch.equal(embeds[0][mask[0]], visual_embeds.reshape(-1, visual_embeds.shape[-1]))

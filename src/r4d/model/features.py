@@ -3,8 +3,8 @@
 When a training policy freezes E_v (Tab. 7's Tune-P+LLM and the others but Tune-V / Tune-All)
 and the student has no fusion layer, E_v's `feature_layer` hidden state (what E_p reads: before
 TPE, before any fusion) is the same every time a visual is shown, so it is computed once here
-and the student reads it (`R4DStudent.encode_visuals(..., features=...)`) instead of running E_v
-on pixels. A `Visual` is a cache entry's source, keyed by its path relative to the data root:
+and the student reads it (`R4DStudent.projector_inputs(..., features=...)`) instead of running
+E_v on pixels. A `Visual` is a cache entry's source, keyed by its path relative to the data root:
 - a video's `frames` uniformly sampled frames (`r4d.io.video.sample_uniform`), key
   "<video>@<frames>";
 - a still image shown as the one frame of its "video" (time 0), key "<image>@1";

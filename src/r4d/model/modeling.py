@@ -1,8 +1,8 @@
 """4D-RGPT's student: E_v (SigLIP) -> TPE -> E_p (3x3 downsample MLP) -> LLM (Qwen2) -> D_head.
 
 Data flow for a batch (paper Sec. 4.1, Fig. 2):
-- `encode_visuals`: every image of the batch (SoM image tiles and video frames, in prompt
-  order) goes through E_v (`vision_features`; or its features come cached,
+- `projector_inputs`, then `projector` (E_p): every image of the batch (SoM image tiles and
+  video frames, in prompt order) goes through E_v (`vision_features`; or its features come cached,
   `r4d.model.features`, when E_v is frozen); the `feature_layer` hidden state (NVILA:
   second-to-last) gets TPE(t) added to all its tokens when the image is a frame with timestamp
   t and TPE is on; E_p maps each image to `tokens_per_image` embeddings.
@@ -117,7 +117,7 @@ class R4DStudent(PreTrainedModel, GenerationMixin):
         slots = (input_ids == self.config.visual_token_id).sum(1)
         return (slots // self.config.tokens_per_image).tolist()
 
-    # -- E_v -> TPE -> E_p --------------------------------------------------------------------
+    # -- E_v -> TPE, what E_p reads ---------------------------------------------------------
 
     def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """E_v's `feature_layer` hidden state, what E_p reads: (V, 3, S, S) -> (V, P, C)."""
@@ -161,17 +161,6 @@ class R4DStudent(PreTrainedModel, GenerationMixin):
             enc = enc.to(features.dtype) * known[:, None].to(features.dtype)
             features = features + enc[:, None, :]
         return features
-
-    def encode_visuals(
-        self,
-        pixel_values: torch.Tensor | None,
-        times: torch.Tensor,
-        fused: torch.Tensor | None = None,
-        features: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """(V, 3, S, S) images and their timestamps (V,) -> (V, T, H): E_p on
-        `projector_inputs` (same arguments)."""
-        return self.projector(self.projector_inputs(pixel_values, times, fused, features))
 
     # -- the LLM's input embeddings ------------------------------------------------------------
 
