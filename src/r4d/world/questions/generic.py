@@ -44,8 +44,13 @@ def generic_questions(scene, regions: list[int], rng, balancer: PositionBalancer
     def add(kind, question, options, answer, region=None):
         options, answer = place_answer(options, answer, balancer.next(len(options)), rng)
         out.append(
-            {"kind": kind, "question": question, "options": options, "answer": answer}
-            | {"region": region}
+            {
+                "kind": kind,
+                "question": question,
+                "options": options,
+                "answer": answer,
+                "region": region,
+            }
         )
 
     counts = [str(n) for n in range(2, 7)]
