@@ -523,6 +523,21 @@ BAD_CONFIGS = [
         "data[0].weight",
         "> 0",
     ),
+    (
+        _config_edit("data", [{"kind": "r4dsim", "root": "x", "kinds": ["count"]}]),
+        "data[0].kinds",
+        "on a llava source",
+    ),
+    (
+        _config_edit("data", [{"kind": "llava", "path": "x.json", "kinds": []}]),
+        "data[0].kinds",
+        "a non-empty list",
+    ),
+    (
+        _config_edit("data", [{"kind": "llava", "path": "x.json", "kinds": "count"}]),
+        "data[0].kinds",
+        "expected a list of strings",
+    ),
     (_config_edit("checkpoint_every", 0), "checkpoint_every", ">= 1"),
 ]
 

@@ -8,8 +8,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from conftest import make_scene, obj
+from r4d import cli
 from r4d.errors import InputError
 from r4d.io.masks import decode_mask
 from r4d.model import build_student
@@ -74,20 +76,53 @@ def test_pretraining_resumes_to_identical_weights(small_world, small_bench, tmp_
     build_generic(small_world, bench, "train")
     build_generic(small_world, bench, "val")
     settings = PretrainSettings(
-        vision_steps=4, vision_batch=8, align_steps=4, align_batch=2, val_items=8, workers=0
+        vision_steps=4,
+        vision_batch=8,
+        align_curriculum=((("region_shape",), 2),),
+        align_steps=4,
+        align_batch=2,
+        val_items=8,
+        workers=0,
     )
     straight = pretrain(small_world, bench, tmp_path / "straight", settings, progress=False)
     killed = pretrain(small_world, bench, tmp_path / "resumed", settings, False, stop_at=2)
     assert killed == {"stopped_at": ("vision", 2)}  # as if killed after step 2's checkpoint
     resumed = pretrain(small_world, bench, tmp_path / "resumed", settings, progress=False)
+    # killed inside the curriculum's first phase (stage 1 done, as the straight run left it)
+    shutil.copytree(tmp_path / "straight" / "vision", tmp_path / "phase" / "vision")
+    killed = pretrain(small_world, bench, tmp_path / "phase", settings, False, stop_at=1)
+    assert killed == {"stopped_at": ("align_0", 1)}
+    phase = pretrain(small_world, bench, tmp_path / "phase", settings, progress=False)
+    assert phase["generic_val"] == straight["generic_val"]
     assert straight["targets"] == list(TARGETS) and straight["generic_val"]["n"] == 8
     kinds = straight["generic_val"]["kinds"]
     assert set(kinds) <= set(KINDS) and sum(k["n"] for k in kinds.values()) == 8
     assert resumed["generic_val"] == straight["generic_val"]
-    a = R4DStudent.from_pretrained(tmp_path / "straight" / "student")
-    b = R4DStudent.from_pretrained(tmp_path / "resumed" / "student")
-    sa, sb = a.state_dict(), b.state_dict()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    a = R4DStudent.from_pretrained(tmp_path / "straight" / "student").state_dict()
+    for other in ("resumed", "phase"):
+        b = R4DStudent.from_pretrained(tmp_path / other / "student").state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), other
+
+
+def test_a_curriculum_phase_trains_on_its_kinds_only(small_world, small_bench, tmp_path):
+    """A llava source with `kinds` keeps the rows of those kinds (a curriculum phase); a
+    kind no row has, or one no generic question has, is refused before any training."""
+    bench = tmp_path / "bench"
+    shutil.copytree(small_bench, bench)
+    path = build_generic(small_world, bench, "train")
+    build_generic(small_world, bench, "val")
+    rows = json.loads(path.read_text())
+    kept = load_source({"kind": "llava", "path": str(path), "kinds": ["region_shape", "count"]})
+    assert [ex.item["id"] for ex in kept] == [
+        r["id"] for r in rows if r["kind"] in ("region_shape", "count")
+    ]
+    with pytest.raises(InputError, match="no row of kind spin") as err:
+        load_source({"kind": "llava", "path": str(path), "kinds": ["spin"]})
+    assert str(path) in str(err.value)
+    bad = PretrainSettings(align_curriculum=((("region_spin",), 2),))
+    with pytest.raises(InputError, match="unknown question kind 'region_spin'"):
+        pretrain(small_world, bench, tmp_path / "base", bad, progress=False)
+    assert not (tmp_path / "base").exists()
 
 
 def test_marked_region_rows_carry_their_mask_for_region_tokens(small_world, small_bench, tmp_path):
@@ -119,3 +154,21 @@ def test_marked_region_rows_carry_their_mask_for_region_tokens(small_world, smal
     (ex,) = load_source({"kind": "llava", "path": str(tmp_path / "bad.json"), "root": bench})
     with pytest.raises(InputError, match=row["id"]):
         example_sample(ex, StudentProcessor(tok, student.config), 4)
+
+
+def test_the_cli_maps_its_options_onto_the_settings(monkeypatch, tmp_path):
+    """`r4d pretrain` passes its steps through and `--no-curriculum` empties the curriculum."""
+    seen = []
+
+    def fake(world, bench, out, settings):
+        seen.append(settings)
+        return {"vision": {}, "generic_val": {}}
+
+    monkeypatch.setattr("r4d.train.pretrain.pretrain", fake)
+    args = ["pretrain", "--world", "w", "--bench", "b", "--out", str(tmp_path)]
+    runner = CliRunner()
+    assert runner.invoke(cli.app, [*args, "--align-steps", "7"]).exit_code == 0
+    assert runner.invoke(cli.app, [*args, "--no-curriculum"]).exit_code == 0
+    default = PretrainSettings()
+    assert seen[0].align_steps == 7 and seen[0].align_curriculum == default.align_curriculum
+    assert seen[1].align_curriculum == () and seen[1].align_steps == default.align_steps

@@ -347,10 +347,16 @@ def pretrain_command(
     region_tokens: bool = typer.Option(
         True, help="<obj_N> carries its mask-pooled patch features (beyond the paper)."
     ),
+    curriculum: bool = typer.Option(
+        True,
+        help="Align on the marked region's shape, then its shape and colour, before every kind "
+        "(PretrainSettings.align_curriculum); --no-curriculum: every kind from the start.",
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """Build the base student (the world's NVILA-Lite): E_v on per-frame 2D perception, then
     E_p and the LLM aligned on generic questions; no depth, motion or time. A rerun resumes."""
+    import dataclasses
     import json
 
     from r4d.train.pretrain import PretrainSettings, pretrain
@@ -361,6 +367,8 @@ def pretrain_command(
         region_tokens=region_tokens,
         seed=seed,
     )
+    if not curriculum:
+        settings = dataclasses.replace(settings, align_curriculum=())
     summary = pretrain(world, bench, out, settings)
     typer.echo(json.dumps({k: summary[k] for k in ("vision", "generic_val")}, indent=1))
     typer.echo(f"base student: {out / 'student'}")

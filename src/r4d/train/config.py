@@ -176,7 +176,16 @@ SECTIONS = {
 }
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 # A data source's fields and the one each kind needs (`r4d.train.data`).
-SOURCE_FIELDS = {"kind": str, "root": str, "path": str, "split": str, "weight": float}
+# `kinds` (llava): only the rows whose `kind` is listed (e.g. a curriculum phase of
+# `r4d.world.questions.generic`'s question kinds).
+SOURCE_FIELDS = {
+    "kind": str,
+    "root": str,
+    "path": str,
+    "split": str,
+    "weight": float,
+    "kinds": list[str],
+}
 SOURCE_KINDS = {"r4dsim": "root", "llava": "path"}
 # Bounds of the numbers (every one must also be finite): the least value allowed, ...
 MINIMUM = {
@@ -289,6 +298,8 @@ def _check_sources(data: list) -> None:
             wrong = expected_type(value, SOURCE_FIELDS[key])
             if wrong is None and key == "weight" and value <= 0:
                 wrong = "a value > 0"
+            if wrong is None and key == "kinds" and (kind != "llava" or not value):
+                wrong = "a non-empty list, on a llava source"
             if wrong is not None:
                 raise InputError(f"expected {wrong}, got {value!r}", field=f"{where}.{key}")
 

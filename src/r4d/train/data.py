@@ -64,6 +64,7 @@ def _llava_examples(source: dict) -> list[Example]:
     except (OSError, json.JSONDecodeError) as err:
         raise InputError(f"cannot read conversations ({err})", where=path) from None
     root = Path(source.get("root", path.parent))
+    kinds = source.get("kinds")
     out = []
     for i, row in enumerate(rows):
         turns = row.get("conversations") if isinstance(row, dict) else None
@@ -77,7 +78,10 @@ def _llava_examples(source: dict) -> list[Example]:
             raise InputError(
                 "needs a video or an image", where=f"{path} row {row.get('id', i)}", field="video"
             )
-        out.append(Example("llava", row, root, row.get("video")))
+        if kinds is None or row.get("kind") in kinds:
+            out.append(Example("llava", row, root, row.get("video")))
+    if kinds is not None and not out:
+        raise InputError(f"no row of kind {', '.join(kinds)}", where=path, field="kinds")
     return out
 
 

@@ -15,7 +15,8 @@ from scratch, with no depth, motion or time in any target:
    which are then dropped.
 2. **align**: E_v frozen, E_p and the LLM train on the generic questions
    (`r4d.world.questions.generic`: colour, shape, count, presence, the marked region) under
-   Tune-P+LLM, then held-out (val-split) generic accuracy is measured by option scoring.
+   Tune-P+LLM, in phases (`align_curriculum`, then every kind), then held-out (val-split)
+   generic accuracy is measured by option scoring.
 
 The tokenizer is trained first on every text the student will meet (the generic and R4D-Sim
 training texts: vocabulary, not supervision), so fine-tunes reuse it. Each stage runs through
@@ -52,6 +53,7 @@ from r4d.train.loop import LoopSettings, fit, make_accelerator
 from r4d.train.run import load_student
 from r4d.train.trainer import train
 from r4d.world.files import load_signals
+from r4d.world.questions.generic import KINDS
 from r4d.world.sample import OBJECT_COUNT_RANGE
 from r4d.world.scene import COLORS, SHAPES, Scene
 
@@ -75,6 +77,14 @@ class PretrainSettings:
     vision_batch: int = 64  # frames
     vision_lr: float = 1e-3
     mirror: bool = True  # E_v also trains on every frame flipped left to right (as measured)
+    # Alignment in phases, each starting from the previous one's student: these (generic
+    # question kinds, steps) first, then every kind for `align_steps`. Trained together from
+    # the start, the marked region's colour is learnt and its shape never leaves chance; shape
+    # first, then shape and colour, keeps both (docs/results/pretrain.md, stop 27).
+    align_curriculum: tuple[tuple[tuple[str, ...], int], ...] = (
+        (("region_shape",), 400),
+        (("region_shape", "region_colour"), 400),
+    )
     align_steps: int = 1500
     align_batch: int = 16
     align_lr: float = 1e-3
@@ -323,6 +333,34 @@ def generic_accuracy(student, processor, bench: Path, split: str, limit: int, fr
     return out
 
 
+def _align_config(
+    out: Path, source: dict, student: Path, steps: int, s: PretrainSettings, features: Path
+) -> TrainConfig:
+    """One alignment phase: Tune-P+LLM from `student` on `source`. E_v is frozen in every
+    phase, so all phases share one feature cache of its outputs."""
+    return TrainConfig.from_dict(
+        {
+            "out": str(out),
+            "data": [source],
+            "student": {"path": str(student), "time_cues": [], "region_tokens": s.region_tokens},
+            "recipe": {"name": "paper", "variant": "4d-sft"},
+            "trainable": "tune-p+llm",
+            "frames": s.align_frames,
+            "feature_cache": str(features),
+            "optim": {
+                "steps": steps,
+                "batch_size": s.align_batch,
+                "lr": s.align_lr,
+                "seed": s.seed,
+                "warmup_ratio": 0.05,
+            },
+            "png_every": 0,
+            "checkpoint_every": max(50, steps // 4),
+            "workers": s.workers,
+        }
+    )
+
+
 def pretrain(
     world: str | Path,
     bench: str | Path,
@@ -343,6 +381,12 @@ def pretrain(
     for split in ("train", "val"):
         if not (bench / f"generic_{split}.json").is_file():
             raise InputError(f"no generic_{split}.json (build_generic)", where=bench)
+    unknown = sorted({k for kinds, _ in s.align_curriculum for k in kinds} - set(KINDS))
+    if unknown:
+        raise InputError(
+            f"unknown question kind {unknown[0]!r}; known: {', '.join(KINDS)}",
+            field="align_curriculum",
+        )
     out.mkdir(parents=True, exist_ok=True)
     vision_dir = out / "vision"
     if (vision_dir / "student" / "config.json").is_file():
@@ -359,34 +403,17 @@ def pretrain(
         vision = _vision_stage(student, processor, world, vision_dir, s, progress, stop_at)
         if vision is None:
             return {"stopped_at": ("vision", stop_at)}
-    align_dir = out / "align"
-    config = TrainConfig.from_dict(
-        {
-            "out": str(align_dir),
-            "data": [{"kind": "llava", "path": str(bench / "generic_train.json")}],
-            "student": {
-                "path": str(vision_dir / "student"),
-                "time_cues": [],
-                "region_tokens": s.region_tokens,
-            },
-            "recipe": {"name": "paper", "variant": "4d-sft"},
-            "trainable": "tune-p+llm",
-            "frames": s.align_frames,
-            "feature_cache": "auto",  # E_v is frozen: its features are computed once
-            "optim": {
-                "steps": s.align_steps,
-                "batch_size": s.align_batch,
-                "lr": s.align_lr,
-                "seed": s.seed,
-                "warmup_ratio": 0.05,
-            },
-            "png_every": 0,
-            "checkpoint_every": max(50, s.align_steps // 4),
-            "workers": s.workers,
-        }
-    )
-    if "stopped_at" in train(config, stop_at, progress):
-        return {"stopped_at": ("align", stop_at)}
+    start = vision_dir / "student"
+    phases = [*s.align_curriculum, ((), s.align_steps)]
+    for i, (kinds, steps) in enumerate(phases):
+        align_dir = out / ("align" if i == len(phases) - 1 else f"align_{i}")
+        source = {"kind": "llava", "path": str(bench / "generic_train.json")}
+        if kinds:
+            source["kinds"] = list(kinds)
+        config = _align_config(align_dir, source, start, steps, s, out / "features")
+        if "stopped_at" in train(config, stop_at, progress):
+            return {"stopped_at": (align_dir.name, stop_at)}
+        start = align_dir / "student"
     student, tokenizer = load_student(align_dir / "student")
     processor = StudentProcessor(tokenizer, student.config)
     generic = generic_accuracy(student, processor, bench, "val", s.val_items, s.align_frames)
