@@ -356,7 +356,6 @@ def pretrain_command(
 ) -> None:
     """Build the base student (the world's NVILA-Lite): E_v on per-frame 2D perception, then
     E_p and the LLM aligned on generic questions; no depth, motion or time. A rerun resumes."""
-    import dataclasses
     import json
 
     from r4d.train.pretrain import PretrainSettings, pretrain
@@ -364,11 +363,10 @@ def pretrain_command(
     given = {"vision_steps": vision_steps, "align_steps": align_steps, "align_frames": align_frames}
     settings = PretrainSettings(
         **{k: v for k, v in given.items() if v is not None},
+        **({} if curriculum else {"align_curriculum": ()}),
         region_tokens=region_tokens,
         seed=seed,
     )
-    if not curriculum:
-        settings = dataclasses.replace(settings, align_curriculum=())
     summary = pretrain(world, bench, out, settings)
     typer.echo(json.dumps({k: summary[k] for k in ("vision", "generic_val")}, indent=1))
     typer.echo(f"base student: {out / 'student'}")
